@@ -1,0 +1,206 @@
+"""5-point face alignment to 256x256: a line-by-line port of the official preprocess.py
+(github.com/Prinsphield/GeneGAN). Only the 5-point path that preprocess.py's main runs is
+ported; its unused align_2p / align_face_2p are left out.
+
+    python align.py [--data_dir datasets/celebA/] [--out_dir DATA_DIR/align_5p/] [--num_workers N]
+
+Reads DATA_DIR/data/{:06d}.jpg and DATA_DIR/list_landmarks_celeba.txt, writes
+OUT_DIR/{:06d}.jpg. Restartable: images already aligned (256x256, readable) are skipped, each
+image is written through a temp file and a rename, and unreadable inputs are reported in
+OUT_DIR/failed.txt while the rest are aligned.
+"""
+import argparse
+import glob
+import os
+import sys
+from functools import partial
+from multiprocessing import Pool
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+ALIGNED_SIZE = 256  # preprocess.py: align_given_lm5p(img, ..., 256)
+FAILED_LIST = 'failed.txt'
+
+
+class AlignError(Exception):
+    """Bad input: reported as one line on stderr, exit code 2."""
+
+# preprocess.py: average landmarks
+mean_face_lm5p = np.array([
+    [-0.17607, -0.172844],  # left eye pupil
+    [0.1736, -0.17356],  # right eye pupil
+    [-0.00182, 0.0357164],  # nose tip
+    [-0.14617, 0.20185],  # left mouth corner
+    [0.14496, 0.19943],  # right mouth corner
+])
+
+
+def _get_align_5p_mat23_size_256(lm):
+    """preprocess.py: _get_align_5p_mat23_size_256, the least-squares similarity transform that
+    maps the landmarks onto the mean face (its unused locals mat, ka, kb are dropped)."""
+    width = 256
+    mf = mean_face_lm5p.copy()
+
+    # Assumptions:
+    # 1. The output image size is 256x256 pixels
+    # 2. The distance between two eye pupils is 70 pixels
+    ratio = 70.0 / (
+        256.0 * 0.34967
+    )  # magic number 0.34967 to compensate scaling from average landmarks
+
+    left_eye_pupil_y = mf[0][1]
+    # In an aligned face image, the ratio between the vertical distances from eye to the top and bottom is 1:1.42
+    ratioy = (left_eye_pupil_y * ratio + 0.5) * (1 + 1.42)
+    mf[:, 0] = (mf[:, 0] * ratio + 0.5) * width
+    mf[:, 1] = (mf[:, 1] * ratio + 0.5) * width / ratioy
+    mx = mf[:, 0].mean()
+    my = mf[:, 1].mean()
+    dmx = lm[:, 0].mean()
+    dmy = lm[:, 1].mean()
+    ux = mf[:, 0] - mx
+    uy = mf[:, 1] - my
+    dux = lm[:, 0] - dmx
+    duy = lm[:, 1] - dmy
+    c1 = (ux * dux + uy * duy).sum()
+    c2 = (ux * duy - uy * dux).sum()
+    c3 = (dux**2 + duy**2).sum()
+    a = c1 / c3
+    b = c2 / c3
+
+    kx = 1
+    ky = 1
+
+    transform = np.zeros((2, 3))
+    transform[0][0] = kx * a
+    transform[0][1] = kx * b
+    transform[0][2] = mx - kx * a * dmx - kx * b * dmy
+    transform[1][0] = -ky * b
+    transform[1][1] = ky * a
+    transform[1][2] = my - ky * a * dmy + ky * b * dmx
+    return transform
+
+
+def get_align_5p_mat23(lm5p, size):
+    """preprocess.py: get_align_5p_mat23. lm5p: (5, 2) landmarks of left eye pupil, right eye
+    pupil, nose tip, left mouth corner, right mouth corner. Returns the 2x3 affine matrix."""
+    mat23 = _get_align_5p_mat23_size_256(lm5p.copy())
+    mat23 *= size / 256
+    return mat23
+
+
+def align_given_lm5p(img, lm5p, size):
+    """preprocess.py: align_given_lm5p."""
+    mat23 = get_align_5p_mat23(lm5p, size)
+    return cv2.warpAffine(img, mat23, (size, size))
+
+
+def align_face_5p(img, landmarks):
+    """preprocess.py: align_face_5p."""
+    aligned_img = align_given_lm5p(img, np.array(landmarks).reshape((5, 2)), ALIGNED_SIZE)
+    return aligned_img
+
+
+def read_landmarks(path):
+    """preprocess.py: main's parse of list_landmarks_celeba.txt (count line, header, rows)."""
+    if not os.path.isfile(path):
+        raise AlignError(f'landmark file not found: {path}')
+    with open(path, 'r') as f:
+        lines = f.read().strip().split('\n')[2:]
+    landmarks = []
+    for lineno, line in enumerate(lines, start=3):
+        fields = line.split()
+        try:
+            landmarks.append(list(map(int, fields[1:11])))
+        except ValueError:
+            raise AlignError(f'{path}:{lineno}: landmarks are not integers: {line.strip()!r}')
+        if len(landmarks[-1]) != 10:
+            raise AlignError(f'{path}:{lineno}: expected 10 landmark values, got {len(fields) - 1}')
+    return landmarks
+
+
+def is_aligned(path):
+    """A finished output: a readable 256x256 JPEG (what a previous run wrote)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.size == (ALIGNED_SIZE, ALIGNED_SIZE)
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+def work(data_dir, out_dir, landmarks, i):
+    """preprocess.py: work, plus a skip of finished outputs and an atomic write.
+
+    Returns 'aligned', 'skipped' or the reason the image failed."""
+    src_imname = os.path.join(data_dir, 'data', '{:06d}.jpg'.format(i + 1))
+    des_imname = os.path.join(out_dir, '{:06d}.jpg'.format(i + 1))
+    if is_aligned(des_imname):
+        return 'skipped'
+    img = cv2.imread(src_imname)
+    if img is None:
+        return f'{src_imname}: missing or not a readable image'
+    aligned_img = align_face_5p(img, landmarks[i])
+    ok, jpeg = cv2.imencode('.jpg', aligned_img)  # cv2.imwrite's encoder and default quality
+    tmp = des_imname + '.tmp'
+    with open(tmp, 'wb') as f:
+        f.write(jpeg.tobytes())
+    os.replace(tmp, des_imname)
+    return 'aligned'
+
+
+def main(data_dir, out_dir, num_workers):
+    """preprocess.py: main."""
+    if not os.path.isdir(os.path.join(data_dir, 'data')):
+        raise AlignError(f'image folder not found: {os.path.join(data_dir, "data")}')
+    landmarks = read_landmarks(os.path.join(data_dir, 'list_landmarks_celeba.txt'))
+    im_list = glob.glob(os.path.join(data_dir, 'data/*.jpg'))
+    if len(landmarks) != len(im_list):
+        raise AlignError(f'list_landmarks_celeba.txt has {len(landmarks)} rows but '
+                         f'{os.path.join(data_dir, "data")} has {len(im_list)} .jpg images')
+    os.makedirs(out_dir, exist_ok=True)
+
+    partial_work = partial(work, data_dir, out_dir, landmarks)
+    counts = {'aligned': 0, 'skipped': 0}
+    failed = []
+    with Pool(num_workers) as pool:
+        results = pool.imap(partial_work, range(len(im_list)), chunksize=16)
+        for result in tqdm(results, total=len(im_list), desc='align', unit='img'):
+            if result in counts:
+                counts[result] += 1
+            else:
+                failed.append(result)
+    failed_path = os.path.join(out_dir, FAILED_LIST)
+    if failed:
+        with open(failed_path, 'w') as f:
+            f.write('\n'.join(failed) + '\n')
+        for line in failed[:5]:
+            print(f'failed: {line}', file=sys.stderr)
+    elif os.path.exists(failed_path):
+        os.remove(failed_path)
+    print(f'aligned {counts["aligned"]}, skipped {counts["skipped"]} (already aligned), '
+          f'failed {len(failed)}' + (f' (listed in {failed_path})' if failed else '')
+          + f' -> {out_dir}')
+    return len(failed)
+
+
+def cli(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--data_dir', default='datasets/celebA/',
+                        help='holds data/*.jpg and list_landmarks_celeba.txt (default: %(default)s)')
+    parser.add_argument('--out_dir', default=None, help='default: DATA_DIR/align_5p/')
+    parser.add_argument('--num_workers', type=int, default=os.cpu_count(),
+                        help='worker processes (default: %(default)s; preprocess.py used 30)')
+    args = parser.parse_args(argv)
+    out_dir = args.out_dir or os.path.join(args.data_dir, 'align_5p')
+    try:
+        main(args.data_dir, out_dir, max(1, args.num_workers))
+    except AlignError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == '__main__':
+    cli()
