@@ -669,3 +669,623 @@ def matrix(model, src, atts, size):
     first_col = np.concatenate((atts[0], white, atts[2]), axis=0)
     last_col = np.concatenate((atts[1], white, atts[3]), axis=0)
     return np.concatenate((first_col, out, last_col), axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# devices, checkpoints, logs
+# ----------------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT = 'genegan-pytorch/1'
+
+
+def pick_device(name='auto'):
+    """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does."""
+    available = [d for d, ok in (('mps', torch.backends.mps.is_available()),
+                                 ('cuda', torch.cuda.is_available()), ('cpu', True)) if ok]
+    if name == 'auto':
+        return torch.device(available[0])
+    if name.split(':')[0] not in available:
+        raise UserError(f'device {name!r} is not available here; available: auto, {", ".join(available)}')
+    return torch.device(name)
+
+
+def configure_backends(device, tf32=False):
+    """cuDNN autotuning on; TF32 off unless asked for, since the TF code computes in float32."""
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def save_checkpoint(paths, state):
+    """Serialise once, then write each path through a temp file, fsync and rename: a kill or a
+    full disk at any moment leaves the file that was there before intact."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    for path in paths:
+        tmp = path + '.tmp'
+        try:
+            with open(tmp, 'wb') as f:
+                f.write(buf.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise UserError(f'could not write checkpoint {path} ({err.strerror or err}); '
+                            f'the previous checkpoint is left as it was')
+
+
+def load_checkpoint(path, device='cpu'):
+    """A checkpoint of this project, loaded with weights_only=True: a file whose pickle would run
+    code is refused, never executed."""
+    import pickle
+    if not os.path.isfile(path):
+        raise UserError(f'checkpoint not found: {path}')
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UserError(f'refused to load {path}: it holds more than weights '
+                        f'(torch.load(weights_only=True) rejected it: {str(err).splitlines()[0]})')
+    except Exception as err:
+        raise UserError(f'checkpoint {path} is truncated or not a checkpoint ({type(err).__name__})')
+    if not isinstance(ckpt, dict) or ckpt.get('format') != CHECKPOINT_FORMAT:
+        raise UserError(f'{path} is not a GeneGAN checkpoint of this project')
+    return ckpt
+
+
+def latest_checkpoint(model_dir):
+    """latest.pt, else the newest model_*.pt."""
+    latest = os.path.join(model_dir, 'latest.pt')
+    if os.path.isfile(latest):
+        return latest
+    saved = sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))
+    if not saved:
+        raise UserError(f'no checkpoint in {model_dir} (train first, or pass --ckpt PATH)')
+    return saved[-1]
+
+
+def model_from_checkpoint(ckpt, path, device):
+    """Rebuild the model from the checkpoint's own config (second_ratio)."""
+    model = GeneGAN(ckpt['config']['second_ratio'])
+    try:
+        model.load_state_dict(ckpt['model'])
+    except (RuntimeError, KeyError) as err:
+        raise UserError(f'checkpoint {path} does not fit its own config: {str(err).splitlines()[0]}')
+    return model.to(device)
+
+
+class MetricsLog:
+    """{exp_dir}/logs/metrics.jsonl (one JSON object per logged iteration) and TensorBoard
+    scalars beside it when tensorboard is installed. On resume, records from iterations that
+    will run again are dropped from both."""
+
+    def __init__(self, log_dir, start):
+        self.path = os.path.join(log_dir, 'metrics.jsonl')
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                keep = [line for line in f if line.strip() and json.loads(line)['iter'] < start]
+            with open(self.path + '.tmp', 'w') as f:
+                f.writelines(keep)
+            os.replace(self.path + '.tmp', self.path)
+        self.file = open(self.path, 'a')
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.writer = None
+            print(f'tensorboard is not installed: metrics go to {self.path} only', file=sys.stderr)
+        else:
+            self.writer = SummaryWriter(log_dir, purge_step=start or None)
+
+    def log(self, i, values):
+        self.file.write(json.dumps({'iter': i, **values}) + '\n')
+        self.file.flush()
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, i)
+
+    def close(self):
+        self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# train: train.py
+# ----------------------------------------------------------------------------------------------
+def to_device(batch, device):
+    """uint8 NHWC from the cache -> float32 NCHW on the device, channels_last in memory (the
+    permute is free). The copy is of uint8 (4x less traffic) and asynchronous from pinned memory."""
+    batch = torch.from_numpy(np.ascontiguousarray(batch))
+    if device.type == 'cuda':
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+
+
+@torch.inference_mode()
+def evaluate(model, Ax, Be):
+    """train.py: the merged summary, all losses on a fresh batch, BN statistics untouched."""
+    with batch_stats_only(model):
+        t = build_model(model, Ax, Be)
+        loss = {**G_loss(model, Ax, Be, t), **D_loss(t)}
+    return {k: float(v) for k, v in loss.items()}, t
+
+
+def write_samples(model, Ax, Be, sample_dir, i):
+    """train.py: iter_{i:06d}_{j}.jpg, each the row [Ax, Be, Ae, Bx, Ax2, Be2]."""
+    _, t = evaluate(model, Ax, Be)
+    row = torch.cat([Ax, Be, t['Ae'], t['Bx'], t['Ax2'], t['Be2']], dim=3)
+    row = row.permute(0, 2, 3, 1).cpu().numpy()
+    for j in range(min(NUM_SAMPLE_ROWS, len(row))):
+        imsave(os.path.join(sample_dir, 'iter_{:06d}_{}.jpg'.format(i, j)), row[j])
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM ask the loop to stop at the end of the current iteration and
+    save; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print('\nstopping at the end of this iteration to save a checkpoint '
+              '(Ctrl-C again quits without saving)', file=sys.stderr)
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def first_non_finite(pending):
+    """pending: [(iteration, {name: 0-dim tensor})]. One host sync for the lot."""
+    if not pending:
+        return None
+    values = torch.stack([torch.stack(list(losses.values())) for _, losses in pending]).cpu()
+    bad = (~torch.isfinite(values)).nonzero()
+    if len(bad) == 0:
+        return None
+    row, col = bad[0].tolist()
+    i, losses = pending[row]
+    return i, list(losses)[col], float(values[row, col])
+
+
+def check_batch_size(args, idxs1, idxs2):
+    for idxs, what in ((idxs1, 'set A (with'), (idxs2, 'set B (without')):
+        if args.batch_size > len(idxs):
+            raise UserError(f'--batch_size {args.batch_size} is larger than {what} '
+                            f'{args.attribute}: {len(idxs)} images)')
+
+
+def train(args):
+    device = pick_device(args.device)
+    configure_backends(device, args.tf32)
+    if not os.path.isdir(args.data_dir):
+        raise UserError(f'data directory not found: {args.data_dir}')
+    for name in ('batch_size', 'max_iter', 'd_burst', 'd_burst_every', 'save_every',
+                 'sample_every', 'log_every', 'keep'):
+        if getattr(args, name) < 1:
+            raise UserError(f'--{name} must be at least 1')
+    idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
+    model_dir = os.path.join(args.exp_dir, 'model')
+    latest = os.path.join(model_dir, 'latest.pt')
+    ckpt = None
+    if args.resume:
+        if not os.path.isfile(latest):
+            raise UserError(f'--resume: no checkpoint at {latest}')
+        ckpt = load_checkpoint(latest, device)
+        for key in ('second_ratio', 'attribute'):
+            if ckpt['config'][key] != getattr(args, key):
+                raise UserError(f'--resume: {latest} was trained with {key} '
+                                f'{ckpt["config"][key]!r}, not {getattr(args, key)!r}')
+    elif os.path.exists(latest):
+        raise UserError(f'{args.exp_dir} already holds a run ({latest}); '
+                        f'pass --resume to continue it, or choose another --exp_dir')
+    check_batch_size(args, idxs1, idxs2)
+    images, bad = load_cache(args.data_dir, rows, args.num_workers, args.skip_bad)
+    idxs1 = [i for i in idxs1 if i not in bad]
+    idxs2 = [i for i in idxs2 if i not in bad]
+    check_batch_size(args, idxs1, idxs2)
+
+    torch.manual_seed(args.seed)
+    model = GeneGAN(args.second_ratio).to(device, memory_format=torch.channels_last)
+    if args.compile:
+        for net in (model.splitter, model.joiner, model.D_Ax, model.D_Be):
+            net.compile()
+    trainer = Trainer(model, args.lr)
+    sampler_A = Sampler(images, idxs1, args.batch_size, args.seed)
+    sampler_B = Sampler(images, idxs2, args.batch_size, args.seed + 1)
+    start = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt['model'])
+        trainer.g_opt.load_state_dict(ckpt['g_opt'])
+        trainer.d_opt.load_state_dict(ckpt['d_opt'])
+        sampler_A.load_state_dict(ckpt['sampler_A'])
+        sampler_B.load_state_dict(ckpt['sampler_B'])
+        torch.set_rng_state(ckpt['torch_rng'].cpu())
+        start = ckpt['iter']
+    sample_dir = os.path.join(args.exp_dir, 'sample_img')
+    log_dir = os.path.join(args.exp_dir, 'logs')
+    for d in (model_dir, sample_dir, log_dir):
+        os.makedirs(d, exist_ok=True)
+    config = {k: v for k, v in vars(args).items() if k != 'func'}
+
+    def draw():
+        return to_device(sampler_A.draw(), device), to_device(sampler_B.draw(), device)
+
+    def save(i, paths):
+        save_checkpoint(paths, dict(
+            format=CHECKPOINT_FORMAT, iter=i + 1, config=config, model=model.state_dict(),
+            g_opt=trainer.g_opt.state_dict(), d_opt=trainer.d_opt.state_dict(),
+            sampler_A=sampler_A.state_dict(), sampler_B=sampler_B.state_dict(),
+            torch_rng=torch.get_rng_state()))
+
+    def check(pending):
+        bad = first_non_finite(pending)
+        pending.clear()
+        if bad is not None:
+            i, name, value = bad
+            raise UserError(f'iteration {i}: loss {name} is {value}; training stopped, the last '
+                            f'good checkpoint ({latest if os.path.exists(latest) else "none yet"}) is kept')
+
+    log = MetricsLog(log_dir, start)
+    stop = StopRequest()
+    pending = []
+    i = start - 1
+    bar = tqdm(range(start, args.max_iter), initial=start, total=args.max_iter, desc='train',
+               unit='it', dynamic_ncols=True)
+    try:
+        for i in bar:
+            d_num = args.d_burst if i % args.d_burst_every == 0 else 1
+            for _ in range(d_num):
+                loss_D = trainer.d_step(*draw())
+            loss_G = trainer.g_step(*draw())
+            pending.append((i, {**loss_G, **loss_D}))
+
+            if i % args.log_every == 0:
+                check(pending)
+                values, _ = evaluate(model, *draw())
+                values.update(g_learning_rate=args.lr, d_learning_rate=args.lr)
+                log.log(i, values)
+                bar.set_postfix(loss_G=f'{values["loss_G"]:.4f}', loss_D=f'{values["loss_D"]:.4f}')
+            if i % args.sample_every == 0:
+                write_samples(model, *draw(), sample_dir, i)
+            if i % args.save_every == 0:
+                check(pending)
+                save(i, [os.path.join(model_dir, 'model_{:06d}.pt'.format(i)), latest])
+                for old in sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))[:-args.keep]:
+                    os.remove(old)
+            if stop.requested:
+                break
+        check(pending)
+        if i >= start and i % args.save_every != 0:
+            save(i, [latest])
+    finally:
+        bar.close()
+        log.close()
+        stop.restore()
+    if stop.requested:
+        print(f'stopped after iteration {i}: saved {latest}; continue with --resume')
+    else:
+        print(f'done: {args.max_iter} iterations, checkpoint {latest}')
+
+
+# ----------------------------------------------------------------------------------------------
+# demo commands: test.py main
+# ----------------------------------------------------------------------------------------------
+def read_image(path):
+    """test.py: misc.imread, as RGB (grayscale and RGBA are converted)."""
+    if not os.path.isfile(path):
+        raise UserError(f'image not found: {path}')
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert('RGB'))
+    except Image.DecompressionBombError:
+        raise UserError(f'{path} is too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS} pixels)')
+    except (OSError, SyntaxError, ValueError) as err:
+        raise UserError(f'not a readable image: {path} ({type(err).__name__})')
+
+
+def write_outputs(out_dir, images):
+    """Create out_dir if needed, then write {name: image} with test.py's imsave."""
+    paths = []
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        for name, img in images.items():
+            paths.append(os.path.join(out_dir, name))
+            imsave(paths[-1], img)
+    except OSError as err:
+        raise UserError(f'cannot write to {out_dir}: {err.strerror or err}')
+    print('wrote ' + ' '.join(paths))
+
+
+def demo(args):
+    """test.py: main. Checks every input before the model runs, so bad input writes nothing."""
+    device = pick_device(args.device)
+    if args.mode == 'interpolation' and args.num < 1:
+        raise UserError('--num must be at least 1')
+    if args.mode == 'matrix' and min(args.size) < 2:
+        raise UserError('--size needs two numbers of at least 2 (test.py divides by M-1 and N-1)')
+    src = read_image(args.input)
+    targets = [read_image(p) for p in (args.targets if args.mode == 'matrix' else [args.target])]
+    path = args.ckpt or latest_checkpoint(args.model_dir)
+    model = model_from_checkpoint(load_checkpoint(path, device), path, device)
+    if args.mode == 'swap':
+        out1, out2 = swap(model, src, targets[0])
+        write_outputs(args.out_dir, {'out1.jpg': out1, 'out2.jpg': out2})
+    elif args.mode == 'interpolation':
+        write_outputs(args.out_dir, {'interpolation.jpg': interpolation(model, src, targets[0], args.num)})
+    else:
+        write_outputs(args.out_dir, {'four_matrix.jpg': matrix(model, src, targets, args.size)})
+
+
+# ----------------------------------------------------------------------------------------------
+# toy CelebA: synthetic faces in CelebA's file layout, for tests and a first run without CelebA
+# ----------------------------------------------------------------------------------------------
+CELEBA_ATTRIBUTES = (
+    '5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose '
+    'Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee '
+    'Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes '
+    'No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling '
+    'Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace '
+    'Wearing_Necktie Young').split()
+HAIR_COLOURS = {'Black_Hair': (30, 30, 35), 'Blond_Hair': (90, 200, 230),     # BGR
+                'Brown_Hair': (40, 70, 120), 'Gray_Hair': (160, 160, 165)}
+# Face geometry in units of the face scale, centred on the face; eye/nose/mouth points are
+# preprocess.py's mean face, so aligned toy faces sit where aligned CelebA faces do.
+TOY_LANDMARKS = np.array([[-0.17607, -0.172844], [0.1736, -0.17356], [-0.00182, 0.0357164],
+                          [-0.14617, 0.20185], [0.14496, 0.19943]])
+
+
+def draw_toy_face(rng, attrs):
+    """One in-the-wild-sized canvas with a drawn face at a random place, scale and roll.
+    Returns (BGR image, 5x2 integer landmarks in CelebA's order)."""
+    import cv2
+    h, w = int(rng.integers(480, 720)), int(rng.integers(360, 520))
+    scale = rng.uniform(180, 300)                      # eye distance about 0.35 * scale pixels
+    roll = np.deg2rad(rng.uniform(-20, 20))
+    centre = np.array([rng.uniform(0.4, 0.6) * w, rng.uniform(0.4, 0.6) * h])
+    rot = np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]])
+
+    def pts(uv):
+        return (np.asarray(uv, float) @ rot.T * scale + centre).round().astype(np.int32)
+
+    def ellipse(cx, cy, ax, ay, a0=0, a1=360):
+        t = np.deg2rad(np.arange(a0, a1 + 1, 6))
+        return np.stack([cx + ax * np.cos(t), cy + ay * np.sin(t)], 1)
+
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = rng.integers(60, 230, 3)
+    img = (img * np.linspace(0.7, 1.1, h)[:, None, None]).clip(0, 255).astype(np.uint8)
+    hair = next((c for k, c in HAIR_COLOURS.items() if attrs[k] == 1), (50, 50, 60))
+    skin = tuple(int(v) for v in rng.integers([120, 150, 190], [170, 190, 240]))
+    thick = max(2, int(scale / 60))
+    cv2.fillPoly(img, [pts(ellipse(0, -0.04, 0.47, 0.6))], hair)                  # hair
+    cv2.fillPoly(img, [pts(ellipse(0, 0.02, 0.4, 0.54))], skin)                   # head
+    if attrs['Bangs'] == 1:                                                       # fringe
+        top = ellipse(0, 0.02, 0.4, 0.54, 200, 340)
+        zigzag = [(x, -0.24 + 0.04 * (k % 2)) for k, x in enumerate(np.linspace(0.38, -0.38, 9))]
+        cv2.fillPoly(img, [pts(np.concatenate([top, zigzag]))], hair)
+    for ex, ey in TOY_LANDMARKS[:2]:                                               # eyes
+        cv2.fillPoly(img, [pts(ellipse(ex, ey, 0.065, 0.03))], (245, 245, 245))
+        cv2.fillPoly(img, [pts(ellipse(ex, ey, 0.022, 0.022))], (40, 30, 20))
+        cv2.polylines(img, [pts([(ex - 0.07, ey - 0.07), (ex, ey - 0.09), (ex + 0.07, ey - 0.07)])],
+                      False, hair, thick)
+    nose = TOY_LANDMARKS[2]
+    cv2.polylines(img, [pts([(0, -0.1), (nose[0] - 0.03, nose[1]), (nose[0] + 0.03, nose[1])])],
+                  False, (90, 110, 160), thick)
+    (lx, ly), (rx, ry) = TOY_LANDMARKS[3:]
+    if attrs['Smiling'] == 1:                                                      # open smile
+        lower = [(x, ly + 0.09 * (1 - (2 * (x - lx) / (rx - lx) - 1) ** 2)) for x in np.linspace(lx, rx, 12)]
+        cv2.fillPoly(img, [pts([(lx, ly), (rx, ry)] + lower[::-1])], (60, 40, 150))
+        cv2.fillPoly(img, [pts([(lx + 0.03, ly + 0.01), (rx - 0.03, ry + 0.01), (rx - 0.05, ry + 0.035),
+                                (lx + 0.05, ly + 0.035)])], (235, 235, 235))
+    else:                                                                          # closed lips
+        cv2.polylines(img, [pts([(lx, ly), (0, (ly + ry) / 2 + 0.01), (rx, ry)])], False,
+                      (70, 60, 160), thick + 1)
+    if attrs['Eyeglasses'] == 1:
+        for ex, ey in TOY_LANDMARKS[:2]:
+            cv2.polylines(img, [pts(ellipse(ex, ey, 0.1, 0.07))], True, (20, 20, 20), thick)
+        cv2.polylines(img, [pts([(-0.076, -0.17), (0.074, -0.17)])], False, (20, 20, 20), thick)
+    return img, pts(TOY_LANDMARKS)
+
+
+def make_toy(args):
+    """CelebA's layout: data/{:06d}.jpg, list_landmarks_celeba.txt, list_attr_celeba.txt."""
+    import cv2
+    if args.num < 2:
+        raise UserError('--num must be at least 2')
+    data = os.path.join(args.out, 'data')
+    try:
+        os.makedirs(data, exist_ok=True)
+    except OSError as err:
+        raise UserError(f'cannot create {data}: {err.strerror}')
+    if glob.glob(os.path.join(data, '*.jpg')):
+        raise UserError(f'{data} already holds images; choose another --out')
+    rng = np.random.default_rng(args.seed)
+    attr_rows, lm_rows = [], []
+    for i in range(args.num):
+        attrs = dict(zip(CELEBA_ATTRIBUTES, rng.choice([-1, 1], len(CELEBA_ATTRIBUTES))))
+        hair = rng.choice(list(HAIR_COLOURS) + [None])
+        for key in HAIR_COLOURS:
+            attrs[key] = 1 if key == hair else -1
+        img, landmarks = draw_toy_face(rng, attrs)
+        name = '{:06d}.jpg'.format(i + 1)
+        cv2.imwrite(os.path.join(data, name), img)
+        attr_rows.append(name + ' ' + ' '.join(f'{attrs[k]:2d}' for k in CELEBA_ATTRIBUTES))
+        lm_rows.append(name + ' ' + ' '.join(f'{v:4d}' for v in landmarks.ravel()))
+    header = ('lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y '
+              'leftmouth_x leftmouth_y rightmouth_x rightmouth_y')
+    with open(os.path.join(args.out, 'list_landmarks_celeba.txt'), 'w') as f:
+        f.write('\n'.join([str(args.num), header] + lm_rows) + '\n')
+    with open(os.path.join(args.out, 'list_attr_celeba.txt'), 'w') as f:
+        f.write('\n'.join([str(args.num), ' '.join(CELEBA_ATTRIBUTES)] + attr_rows) + '\n')
+    print(f'wrote {args.num} toy faces to {args.out} (next: python align.py --data_dir {args.out})')
+
+
+# ----------------------------------------------------------------------------------------------
+# bench: seconds per training iteration, sampler and align throughput, on synthetic data
+# ----------------------------------------------------------------------------------------------
+def synchronize(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+    elif device.type == 'mps':
+        torch.mps.synchronize()
+
+
+def bench(args):
+    import cv2
+    from torch.utils.flop_counter import FlopCounterMode
+    import align
+    device = pick_device(args.device)
+    configure_backends(device, args.tf32)
+    torch.manual_seed(0)
+    model = GeneGAN().to(device, memory_format=torch.channels_last)
+    if args.compile:
+        for net in (model.splitter, model.joiner, model.D_Ax, model.D_Be):
+            net.compile()
+    trainer = Trainer(model)
+    bs = args.batch_size
+    images = np.random.default_rng(0).integers(0, 256, (8 * bs, IMG_SIZE, IMG_SIZE, 3), np.uint8)
+    sampler_A = Sampler(images, range(0, 4 * bs), bs, 0)
+    sampler_B = Sampler(images, range(4 * bs, 8 * bs), bs, 1)
+
+    def draw():
+        return to_device(sampler_A.draw(), device), to_device(sampler_B.draw(), device)
+
+    def iteration():                         # train.py's loop body with d_num = 1
+        trainer.d_step(*draw())
+        trainer.g_step(*draw())
+
+    with FlopCounterMode(display=False) as counter:
+        iteration()                          # also the warm-up
+    flops = counter.get_total_flops()
+    times = []
+    for _ in range(args.iters):
+        synchronize(device)
+        t0 = time.perf_counter()
+        iteration()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    sec = float(np.median(times))
+
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 1.0:
+        to_device(sampler_A.draw(), device)
+        n += bs
+    synchronize(device)
+    sampler_rate = n / (time.perf_counter() - t0)
+
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 256, (687, 409, 3), np.uint8)
+    landmarks = [165, 184, 244, 176, 196, 249, 194, 271, 266, 260]
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 1.0:
+        cv2.imencode('.jpg', align.align_face_5p(face, landmarks))
+        n += 1
+    align_rate = n / (time.perf_counter() - t0)
+
+    print(f'device: {device} ({torch.get_num_threads()} CPU threads), batch {bs}, '
+          f'{args.iters} timed iterations after 1 warm-up')
+    print(f'train iteration (D step + clip + G step): {sec:.3f} s (median)')
+    print(f'sampler (64x64 cache -> device): {sampler_rate:.0f} images/s')
+    print(f'align.py per-image work (warp + JPEG encode), one process: {align_rate:.0f} images/s')
+    print(f'model FLOP per iteration: {flops / 1e12:.3f} TFLOP')
+    print(f'achieved: {flops / sec / 1e9:.1f} GFLOP/s')
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser():
+    parser = Parser(description='GeneGAN (arXiv:1705.04932), a PyTorch port of the official TF code.')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('train', help='train on CelebA-format data (train.py)')
+    p.add_argument('-a', '--attr', '--attribute', dest='attribute', default='Smiling',
+                   help='a column of list_attr_celeba.txt (default: %(default)s)')
+    p.add_argument('--data_dir', default='datasets/celebA', help='default: %(default)s')
+    p.add_argument('--exp_dir', default='train_log', help='default: %(default)s')
+    p.add_argument('--max_iter', type=int, default=MAX_ITER, help='default: %(default)s')
+    p.add_argument('--batch_size', type=int, default=BATCH_SIZE, help='default: %(default)s')
+    p.add_argument('--lr', type=float, default=LEARNING_RATE, help='default: %(default)s')
+    p.add_argument('--second_ratio', type=float, default=SECOND_RATIO, help='default: %(default)s')
+    p.add_argument('--d_burst', type=int, default=D_BURST,
+                   help='D steps on iterations i %% d_burst_every == 0 (default: %(default)s)')
+    p.add_argument('--d_burst_every', type=int, default=D_BURST_EVERY, help='default: %(default)s')
+    p.add_argument('--save_every', type=int, default=SAVE_EVERY, help='default: %(default)s')
+    p.add_argument('--sample_every', type=int, default=SAMPLE_EVERY, help='default: %(default)s')
+    p.add_argument('--log_every', type=int, default=LOG_EVERY, help='default: %(default)s')
+    p.add_argument('--keep', type=int, default=KEEP_CHECKPOINTS,
+                   help='model_*.pt files kept, as tf.train.Saver (default: %(default)s)')
+    p.add_argument('--device', default='auto', help='auto (mps, cuda, cpu), or a device name')
+    p.add_argument('--seed', type=int, default=0, help='default: %(default)s')
+    p.add_argument('--num_workers', type=int, default=os.cpu_count(),
+                   help='processes that build the 64x64 cache (default: %(default)s)')
+    p.add_argument('--resume', action='store_true', help='continue from EXP_DIR/model/latest.pt')
+    p.add_argument('--skip_bad', action='store_true',
+                   help='train without aligned images that are missing or unreadable')
+    p.add_argument('--compile', action='store_true', help='torch.compile the four networks')
+    p.add_argument('--tf32', action='store_true', help='allow TF32 on CUDA (off: float32 as TF)')
+    p.set_defaults(func=train)
+
+    for mode, help_text in (('swap', 'swap an attribute between two faces'),
+                            ('interpolation', 'scale an attribute: interpolation.jpg'),
+                            ('matrix', 'blend four attribute codes: four_matrix.jpg')):
+        p = sub.add_parser(mode, help=f'{help_text} (test.py)')
+        p.add_argument('-i', '--input', required=True, help='source image')
+        if mode == 'matrix':
+            p.add_argument('--targets', nargs=4, required=True, help='four images with the attribute')
+            p.add_argument('-s', '--size', nargs=2, type=int, default=[3, 3], metavar=('M', 'N'),
+                           help='rows and columns of the grid (default: 3 3)')
+        else:
+            p.add_argument('-t', '--target', required=True, help='image with the attribute')
+        if mode == 'interpolation':
+            p.add_argument('-n', '--num', type=int, default=2, help='interpolation steps (default: 2)')
+        p.add_argument('--model_dir', default='train_log/model',
+                       help='newest checkpoint in it (default: %(default)s)')
+        p.add_argument('--ckpt', help='a checkpoint file (instead of --model_dir)')
+        p.add_argument('--out_dir', default='.', help='default: %(default)s')
+        p.add_argument('--device', default='auto')
+        p.set_defaults(func=demo, mode=mode)
+
+    p = sub.add_parser('toy', help='write a CelebA-format toy data set')
+    p.add_argument('--out', required=True)
+    p.add_argument('--num', type=int, default=200, help='default: %(default)s')
+    p.add_argument('--seed', type=int, default=0, help='default: %(default)s')
+    p.set_defaults(func=make_toy)
+
+    p = sub.add_parser('bench', help='time training, sampling and alignment on synthetic data')
+    p.add_argument('--batch_size', type=int, default=BATCH_SIZE, help='default: %(default)s')
+    p.add_argument('--iters', type=int, default=3, help='timed iterations (default: %(default)s)')
+    p.add_argument('--device', default='auto')
+    p.add_argument('--compile', action='store_true')
+    p.add_argument('--tf32', action='store_true')
+    p.set_defaults(func=bench)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('interrupted: nothing saved since the last checkpoint', file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
