@@ -293,3 +293,178 @@ def test_align_image_matches_preprocess_py():
     aligned = align.align_face_5p(REF['align/image'], REF['align/landmarks'][0])
     assert aligned.shape == (256, 256, 3)
     assert np.array_equal(aligned, REF['align/aligned0'])
+
+
+# ---------------------------------------------------------------------------- the pipeline
+TOY_FACES = 24
+TINY = ['--batch_size', '2', '--d_burst', '2', '--d_burst_every', '3', '--num_workers', '0',
+        '--save_every', '2', '--sample_every', '2', '--log_every', '2']
+
+
+@pytest.fixture(scope='session')
+def toy(tmp_path_factory):
+    """A toy CelebA (faces drawn with OpenCV), aligned by align.py, with its 64x64 cache."""
+    data_dir = str(tmp_path_factory.mktemp('toy'))
+    assert G.main(['toy', '--out', data_dir, '--num', str(TOY_FACES), '--seed', '1']) == 0
+    align.cli(['--data_dir', data_dir, '--num_workers', '2'])
+    return data_dir
+
+
+def train_args(toy, exp_dir, max_iter, *extra):
+    return ['train', '--data_dir', toy, '--exp_dir', str(exp_dir), '--max_iter', str(max_iter),
+            *TINY, *extra]
+
+
+def load(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_toy_set_has_celeba_layout_and_true_landmarks(toy):
+    with open(os.path.join(toy, 'list_attr_celeba.txt')) as f:
+        lines = f.read().strip().split('\n')
+    assert lines[0] == str(TOY_FACES) and lines[1].split() == list(G.CELEBA_ATTRIBUTES)
+    assert len(lines[1].split()) == 40 and len(lines) == TOY_FACES + 2
+    names = lines[1].split()
+    for attribute in ('Smiling', 'Eyeglasses', 'Bangs'):
+        column = [int(row.split()[1 + names.index(attribute)]) for row in lines[2:]]
+        assert set(column) == {-1, 1}, attribute
+    landmarks = align.read_landmarks(os.path.join(toy, 'list_landmarks_celeba.txt'))
+    assert len(landmarks) == TOY_FACES
+    for i, lm in enumerate(landmarks):
+        aligned = np.asarray(G.Image.open(G.aligned_path(toy, i)).convert('RGB'))
+        assert aligned.shape == (256, 256, 3)
+        mat = align.get_align_5p_mat23(np.array(lm).reshape(5, 2), 256)
+        for point in np.array(lm).reshape(5, 2)[:2]:   # the pupils land on dark pixels
+            x, y = (mat @ np.array([point[0], point[1], 1.0])).round().astype(int)
+            assert aligned[y - 1:y + 2, x - 1:x + 2].mean() < 90, (i, x, y)
+
+
+def test_attribute_split_matches_dataset_py(toy):
+    idxs1, idxs2, rows = G.read_attributes(toy, 'Eyeglasses')
+    with open(os.path.join(toy, 'list_attr_celeba.txt')) as f:
+        lines = f.read().strip().split('\n')
+    col = lines[1].split().index('Eyeglasses') + 1
+    values = [int(x.split()[col]) for x in lines[2:]]
+    assert rows == TOY_FACES
+    assert idxs1 == [i for i, v in enumerate(values) if v == 1]
+    assert idxs2 == [i for i, v in enumerate(values) if v == -1]
+
+
+def test_cache_is_the_training_resize_and_is_reused(toy):
+    images, bad = G.load_cache(toy, TOY_FACES)
+    assert images.shape == (TOY_FACES, 64, 64, 3) and images.dtype == np.uint8 and not bad
+    full = np.asarray(G.Image.open(G.aligned_path(toy, 3)).convert('RGB'))
+    assert np.array_equal(images[3], full[::4, ::4])
+    cache = os.path.join(toy, 'align_5p_64x64.npy')
+    mtime = os.stat(cache).st_mtime_ns
+    G.load_cache(toy, TOY_FACES)
+    assert os.stat(cache).st_mtime_ns == mtime, 'an unchanged source must reuse the cache'
+
+
+def test_sampler_draws_fresh_seeded_batches():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 64, 64, 3), np.uint8)
+    a = G.Sampler(images, [0, 2, 4, 6, 8], 2, seed=3)
+    b = G.Sampler(images, [0, 2, 4, 6, 8], 2, seed=3)
+    draws = [a.draw()[:, 0, 0, 0].tolist() for _ in range(5)]
+    assert draws == [b.draw()[:, 0, 0, 0].tolist() for _ in range(5)]
+    seen = sum(draws, [])
+    assert set(seen[:4]) <= {0, 2, 4, 6, 8} and sorted(seen[:5]) == [0, 2, 4, 6, 8]
+    assert draws != [G.Sampler(images, [0, 2, 4, 6, 8], 2, seed=4).draw()[:, 0, 0, 0].tolist()
+                     for _ in range(5)]
+
+
+def test_train_writes_checkpoints_samples_and_logs(toy, tmp_path):
+    assert G.main(train_args(toy, tmp_path, 4)) == 0
+    model_dir = tmp_path / 'model'
+    assert sorted(os.listdir(model_dir)) == ['latest.pt', 'model_000000.pt', 'model_000002.pt']
+    ckpt = load(model_dir / 'latest.pt')
+    assert ckpt['iter'] == 4 and ckpt['config']['second_ratio'] == 0.25
+    assert ckpt['config']['attribute'] == 'Smiling' and ckpt['config']['batch_size'] == 2
+    assert set(ckpt) >= {'model', 'g_opt', 'd_opt', 'sampler_A', 'sampler_B', 'torch_rng'}
+    assert load(model_dir / 'model_000002.pt')['iter'] == 3
+    samples = sorted(os.listdir(tmp_path / 'sample_img'))
+    assert samples == [f'iter_00000{i}_{j}.jpg' for i in (0, 2) for j in (0, 1)]
+    assert G.Image.open(tmp_path / 'sample_img' / samples[0]).size == (64 * 6, 64)
+    with open(tmp_path / 'logs' / 'metrics.jsonl') as f:
+        records = [json.loads(line) for line in f]
+    expected = set(G.G_LOSS_KEYS + G.D_LOSS_KEYS) | {'iter', 'g_learning_rate', 'd_learning_rate'}
+    assert [r['iter'] for r in records] == [0, 2] and all(set(r) == expected for r in records)
+    assert all(np.isfinite(r['loss_G']) and np.isfinite(r['loss_D']) for r in records)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tmp_path / 'logs'))
+    events.Reload()
+    assert set(events.Tags()['scalars']) == expected - {'iter'}
+    assert [e.step for e in events.Scalars('loss_G')] == [0, 2]
+
+
+def test_training_without_tensorboard_still_logs(toy, tmp_path, monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith('torch.utils.tensorboard'):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, '__import__', no_tensorboard)
+    assert G.main(train_args(toy, tmp_path, 1)) == 0
+    assert capsys.readouterr().err.count('tensorboard is not installed') == 1
+    assert os.listdir(tmp_path / 'logs') == ['metrics.jsonl']
+
+
+def test_resume_continues_bit_for_bit(toy, tmp_path):
+    assert G.main(train_args(toy, tmp_path / 'full', 6)) == 0
+    assert G.main(train_args(toy, tmp_path / 'half', 3)) == 0
+    assert G.main(train_args(toy, tmp_path / 'half', 6, '--resume')) == 0
+    full, half = load(tmp_path / 'full/model/latest.pt'), load(tmp_path / 'half/model/latest.pt')
+    assert full['iter'] == half['iter'] == 6
+    assert all(torch.equal(full['model'][k], half['model'][k]) for k in full['model'])
+    for opt in ('g_opt', 'd_opt'):
+        for k, state in full[opt]['state'].items():
+            assert torch.equal(state['ms'], half[opt]['state'][k]['ms'])
+    with open(tmp_path / 'full/logs/metrics.jsonl') as a, open(tmp_path / 'half/logs/metrics.jsonl') as b:
+        assert a.read() == b.read()
+
+
+def test_killed_save_leaves_previous_checkpoint(toy, tmp_path, monkeypatch):
+    assert G.main(train_args(toy, tmp_path, 1)) == 0
+    latest = tmp_path / 'model' / 'latest.pt'
+    before = latest.read_bytes()
+
+    class Killed(BaseException):
+        pass
+
+    def killed_mid_write(fd):
+        raise Killed
+    monkeypatch.setattr(os, 'fsync', killed_mid_write)
+    with pytest.raises(Killed):
+        G.save_checkpoint([str(latest)], {'format': G.CHECKPOINT_FORMAT, 'junk': torch.zeros(10)})
+    assert latest.read_bytes() == before
+    assert load(latest)['iter'] == 1
+
+
+def test_demo_commands_write_official_sizes(toy, tmp_path):
+    assert G.main(train_args(toy, tmp_path / 'run', 1)) == 0
+    faces = [G.aligned_path(toy, i) for i in range(5)]
+    common = ['--model_dir', str(tmp_path / 'run/model'), '--out_dir', str(tmp_path / 'out')]
+    assert G.main(['swap', '-i', faces[0], '-t', faces[1], *common]) == 0
+    assert G.main(['interpolation', '-i', faces[0], '-t', faces[1], '-n', '3', *common]) == 0
+    assert G.main(['matrix', '-i', faces[0], '--targets', *faces[1:5], '-s', '2', '4', *common]) == 0
+    sizes = {name: G.Image.open(tmp_path / 'out' / name).size
+             for name in ('out1.jpg', 'out2.jpg', 'interpolation.jpg', 'four_matrix.jpg')}
+    assert sizes == {'out1.jpg': (64, 64), 'out2.jpg': (64, 64),
+                     'interpolation.jpg': (64 * 4, 64), 'four_matrix.jpg': (64 * 6, 64 * 2)}
+
+
+def test_demo_uses_the_checkpoint_config(toy, tmp_path):
+    assert G.main(train_args(toy, tmp_path / 'run', 1, '--second_ratio', '0.5')) == 0
+    ckpt = str(tmp_path / 'run/model/latest.pt')
+    model = G.model_from_checkpoint(load(ckpt), ckpt, 'cpu')
+    assert model.splitter.num_ch == 256
+    face = G.aligned_path(toy, 0)
+    assert G.main(['swap', '-i', face, '-t', face, '--ckpt', ckpt, '--out_dir', str(tmp_path)]) == 0
+
+
+def test_device_auto():
+    expected = 'mps' if torch.backends.mps.is_available() else 'cuda' if torch.cuda.is_available() else 'cpu'
+    assert G.pick_device('auto').type == expected
+    assert G.pick_device('cpu').type == 'cpu'
