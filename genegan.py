@@ -114,6 +114,8 @@ def train_resize(img):
 
 def load_train_image(path):
     """dataset.py: read_images (decode_jpeg, channels=3, then the resize). Raises ValueError."""
+    if not os.path.isfile(path):
+        raise ValueError('missing')
     try:
         with Image.open(path) as im:
             img = np.asarray(im.convert('RGB'))
@@ -923,13 +925,24 @@ def train(args):
             sampler_A=sampler_A.state_dict(), sampler_B=sampler_B.state_dict(),
             torch_rng=torch.get_rng_state()))
 
+    def stop_broken(what):
+        kept = latest if os.path.exists(latest) else 'none yet'
+        raise UserError(f'{what}; training stopped, the last good checkpoint ({kept}) is kept')
+
     def check(pending):
         bad = first_non_finite(pending)
         pending.clear()
         if bad is not None:
-            i, name, value = bad
-            raise UserError(f'iteration {i}: loss {name} is {value}; training stopped, the last '
-                            f'good checkpoint ({latest if os.path.exists(latest) else "none yet"}) is kept')
+            stop_broken(f'iteration {bad[0]}: loss {bad[1]} is {bad[2]}')
+
+    def check_weights(i):
+        # The losses are those before each update, so a step that broke the weights shows only
+        # here; one host sync, once per save.
+        state = model.tf_state()
+        finite = torch.stack([torch.isfinite(v).all() for v in state.values()]).cpu()
+        if not finite.all():
+            stop_broken(f'iteration {i}: variable {list(state)[int((~finite).nonzero()[0])]} '
+                        f'is not finite after the update')
 
     log = MetricsLog(log_dir, start)
     stop = StopRequest()
@@ -955,6 +968,7 @@ def train(args):
                 write_samples(model, *draw(), sample_dir, i)
             if i % args.save_every == 0:
                 check(pending)
+                check_weights(i)
                 save(i, [os.path.join(model_dir, 'model_{:06d}.pt'.format(i)), latest])
                 for old in sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))[:-args.keep]:
                     os.remove(old)
@@ -962,6 +976,7 @@ def train(args):
                 break
         check(pending)
         if i >= start and i % args.save_every != 0:
+            check_weights(i)
             save(i, [latest])
     finally:
         bar.close()

@@ -468,3 +468,293 @@ def test_device_auto():
     expected = 'mps' if torch.backends.mps.is_available() else 'cuda' if torch.cuda.is_available() else 'cpu'
     assert G.pick_device('auto').type == expected
     assert G.pick_device('cpu').type == 'cpu'
+
+
+# ---------------------------------------------------------------------------- crash safety
+GENEGAN = os.path.join(HERE, 'genegan.py')
+
+
+def start_training(argv):
+    import subprocess
+    import sys
+    return subprocess.Popen([sys.executable, GENEGAN, *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(toy, tmp_path):
+    import random
+    import time
+    args = ('--save_every', '1', '--log_every', '1')
+    assert G.main(train_args(toy, tmp_path / 'ref', 6, *args)) == 0
+    exp = tmp_path / 'killed'
+    latest = exp / 'model' / 'latest.pt'
+    rng = random.Random(0)
+    for _ in range(10):
+        proc = start_training(train_args(toy, exp, 6, *args, *(['--resume'] if latest.exists() else [])))
+        time.sleep(rng.uniform(2.0, 6.0))
+        proc.kill()
+        proc.communicate()
+        if latest.exists():
+            assert load(latest)['format'] == G.CHECKPOINT_FORMAT   # never half-written
+    assert G.main(train_args(toy, exp, 6, *args, *(['--resume'] if latest.exists() else []))) == 0
+    ref, got = load(tmp_path / 'ref/model/latest.pt'), load(latest)
+    assert ref['iter'] == got['iter'] == 6
+    assert all(torch.equal(ref['model'][k], got['model'][k]) for k in ref['model'])
+    with open(tmp_path / 'ref/logs/metrics.jsonl') as a, open(exp / 'logs/metrics.jsonl') as b:
+        assert a.read() == b.read()
+    assert not list((exp / 'model').glob('*.tmp'))
+
+
+def test_sigint_saves_latest_and_exits_0(toy, tmp_path):
+    import signal
+    import time
+    proc = start_training(train_args(toy, tmp_path, 1000, '--save_every', '1000', '--log_every', '1'))
+    metrics = tmp_path / 'logs' / 'metrics.jsonl'
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count('\n') >= 2):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    latest = tmp_path / 'model' / 'latest.pt'
+    assert f'saved {latest}' in out and 'Traceback' not in err
+    assert load(latest)['iter'] >= 2
+
+
+def test_full_disk_during_save_is_one_line_and_keeps_previous(toy, tmp_path, monkeypatch, capsys):
+    import errno
+    assert G.main(train_args(toy, tmp_path, 1)) == 0
+    latest = tmp_path / 'model' / 'latest.pt'
+    before = latest.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(os, 'fsync', disk_full)
+    capsys.readouterr()
+    assert G.main(train_args(toy, tmp_path, 3, '--resume')) == 2
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if line.startswith('error:')]
+    assert len(error_lines) == 1 and 'No space left on device' in error_lines[0]
+    assert 'Traceback' not in err
+    assert latest.read_bytes() == before and load(latest)['iter'] == 1
+    assert not list((tmp_path / 'model').glob('*.tmp'))
+
+
+def diverge_after(monkeypatch, g_steps):
+    """From the g_steps-th G step on, the joiner's bias becomes NaN, as a diverged update would."""
+    calls = []
+    g_step = G.Trainer.g_step
+
+    def diverging(self, Ax, Be):
+        out = g_step(self, Ax, Be)
+        calls.append(1)
+        if len(calls) == g_steps:
+            with torch.no_grad():
+                self.model.joiner.b.fill_(float('nan'))
+        return out
+    monkeypatch.setattr(G.Trainer, 'g_step', diverging)
+
+
+def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch, capsys):
+    diverge_after(monkeypatch, 2)
+    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '3', '--log_every', '1')) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith('error: iteration 2: loss ') and 'is nan' in err
+    ckpt = load(tmp_path / 'model' / 'latest.pt')
+    assert ckpt['iter'] == 1 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
+
+
+def test_broken_weights_are_never_saved(toy, tmp_path, monkeypatch, capsys):
+    diverge_after(monkeypatch, 3)
+    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '1', '--log_every', '100')) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith('error: iteration 2: variable G_joiner/b is not finite')
+    ckpt = load(tmp_path / 'model' / 'latest.pt')
+    assert ckpt['iter'] == 2 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
+
+
+# ---------------------------------------------------------------------------- hostile inputs
+def copy_toy(toy, dst):
+    import shutil
+    shutil.copytree(toy, dst, ignore=shutil.ignore_patterns('align_5p_64x64*'))
+    return str(dst)
+
+
+def test_bad_aligned_images_are_all_reported_or_skipped(toy, tmp_path, capsys):
+    data = copy_toy(toy, tmp_path / 'data')
+    with open(G.aligned_path(data, 2), 'r+b') as f:
+        f.truncate(200)                                            # truncated JPEG
+    with open(G.aligned_path(data, 4), 'w') as f:
+        f.write('not a jpeg')
+    os.remove(G.aligned_path(data, 6))
+    G.Image.new('RGB', (100, 80)).save(G.aligned_path(data, 8))   # not 256x256
+    assert G.main(train_args(data, tmp_path / 'exp', 1)) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and 'Traceback' not in err
+    assert errors[0].startswith('error: 4 aligned image(s) missing or unreadable')
+    assert '000003.jpg not a readable image' in errors[0] and '--skip_bad' in errors[0]
+    assert not (tmp_path / 'exp').exists()
+    with open(os.path.join(data, 'align_5p_64x64_bad.txt')) as f:
+        listed = f.read()
+    assert all('{:06d}.jpg'.format(i + 1) in listed for i in (2, 4, 6, 8))
+    assert G.main(train_args(data, tmp_path / 'exp', 2, '--skip_bad')) == 0
+    assert load(tmp_path / 'exp/model/latest.pt')['iter'] == 2
+
+
+@pytest.mark.parametrize('edit, message', [
+    (lambda lines: lines.__setitem__(5, ' '.join(lines[5].split()[:30])), ':6: expected 41 columns'),
+    (lambda lines: lines.__setitem__(7, lines[7].replace(' 1', ' x', 1)), ':8: attribute values must be integers'),
+    (lambda lines: lines.__setitem__(1, lines[1] + ' Extra_Column'), ':3: expected 42 columns'),
+])
+def test_bad_attribute_file_names_the_line(toy, tmp_path, capsys, edit, message):
+    data = copy_toy(toy, tmp_path / 'data')
+    path = os.path.join(data, 'list_attr_celeba.txt')
+    with open(path) as f:
+        lines = f.read().split('\n')
+    edit(lines)
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines))
+    assert G.main(train_args(data, tmp_path / 'exp', 1)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and path in err and '\n' not in err
+
+
+def test_align_is_restartable_and_reports_failures(toy, tmp_path, capsys):
+    data = copy_toy(toy, tmp_path / 'data')
+    capsys.readouterr()
+    align.cli(['--data_dir', data, '--num_workers', '1'])
+    assert f'aligned 0, skipped {TOY_FACES}' in capsys.readouterr().out
+    with open(G.aligned_path(data, 0), 'r+b') as f:
+        f.truncate(300)                                    # as a killed writer would leave it
+    with open(os.path.join(data, 'data', '000004.jpg'), 'w') as f:
+        f.write('garbage')
+    os.remove(G.aligned_path(data, 3))
+    align.cli(['--data_dir', data, '--num_workers', '1'])
+    out = capsys.readouterr().out
+    assert f'aligned 1, skipped {TOY_FACES - 2} (already aligned), failed 1' in out
+    assert G.Image.open(G.aligned_path(data, 0)).size == (256, 256)
+    with open(os.path.join(data, 'align_5p', 'failed.txt')) as f:
+        assert f.read().strip().endswith('000004.jpg: missing or not a readable image')
+    assert not [n for n in os.listdir(os.path.join(data, 'align_5p')) if n.endswith('.tmp')]
+
+
+def test_demo_converts_odd_images(toy, tmp_path):
+    assert G.main(train_args(toy, tmp_path / 'run', 1)) == 0
+    odd = {'tiny.png': G.Image.new('RGB', (1, 1), (200, 10, 10)),
+           'gray.jpg': G.Image.new('L', (300, 200), 128),
+           'rgba.png': G.Image.new('RGBA', (90, 120), (10, 200, 10, 100))}
+    for name, im in odd.items():
+        im.save(tmp_path / name)
+    ckpt = ['--ckpt', str(tmp_path / 'run/model/latest.pt')]
+    for name in odd:
+        out = tmp_path / ('out_' + name)
+        assert G.main(['swap', '-i', str(tmp_path / name), '-t', G.aligned_path(toy, 0), *ckpt,
+                       '--out_dir', str(out)]) == 0
+        assert G.Image.open(out / 'out1.jpg').size == (64, 64)
+
+
+def write_evil_checkpoint(path, marker):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}',))
+    torch.save({'format': G.CHECKPOINT_FORMAT, 'payload': Evil()}, path)
+
+
+@pytest.mark.filterwarnings('ignore::PIL.Image.DecompressionBombWarning')
+def test_every_user_error_is_one_line_exit_2_without_traceback(toy, tmp_path, capsys, monkeypatch):
+    """Each user-facing error path: exit code 2, one line on stderr, nothing written."""
+    assert G.main(train_args(toy, tmp_path / 'run', 1)) == 0
+    good = str(tmp_path / 'run/model/latest.pt')
+    face = G.aligned_path(toy, 0)
+    (tmp_path / 'empty.pt').write_bytes(b'')
+    (tmp_path / 'truncated.pt').write_bytes(open(good, 'rb').read()[:100000])
+    write_evil_checkpoint(tmp_path / 'evil.pt', tmp_path / 'pwned')
+    (tmp_path / 'notimage.jpg').write_text('hello')
+    (tmp_path / 'a_file').write_text('')
+    G.Image.new('RGB', (400, 400)).save(tmp_path / 'big.png')
+    no_attr = copy_toy(toy, tmp_path / 'no_attr')
+    os.remove(os.path.join(no_attr, 'list_attr_celeba.txt'))
+    no_align = copy_toy(toy, tmp_path / 'no_align')
+    import shutil
+    shutil.rmtree(os.path.join(no_align, 'align_5p'))
+    no_pos = copy_toy(toy, tmp_path / 'no_pos')
+    path = os.path.join(no_pos, 'list_attr_celeba.txt')
+    lines = open(path).read().split('\n')
+    col = lines[1].split().index('Bangs') + 1
+    for k in range(2, len(lines)):
+        if lines[k].strip():
+            fields = lines[k].split()
+            fields[col] = '-1'
+            lines[k] = ' '.join(fields)
+    open(path, 'w').write('\n'.join(lines))
+    lm_mismatch = copy_toy(toy, tmp_path / 'lm_mismatch')
+    lm_path = os.path.join(lm_mismatch, 'list_landmarks_celeba.txt')
+    rows = open(lm_path).read().strip().split('\n')
+    open(lm_path, 'w').write('\n'.join(rows[:-1]))
+    no_lm = copy_toy(toy, tmp_path / 'no_lm')
+    os.remove(os.path.join(no_lm, 'list_landmarks_celeba.txt'))
+    demo = ['swap', '-i', face, '-t', face, '--out_dir', str(tmp_path / 'demo_out')]
+    exp = str(tmp_path / 'exp_new')
+    train = ['train', '--batch_size', '2']
+    cases = [
+        ([*train, '--data_dir', str(tmp_path / 'nowhere'), '--exp_dir', exp], 'data directory not found'),
+        ([*train, '--data_dir', no_attr, '--exp_dir', exp], 'attribute file not found'),
+        ([*train, '--data_dir', no_align, '--exp_dir', exp], 'run: python align.py'),
+        ([*train, '--data_dir', toy, '--exp_dir', exp, '-a', 'Wings'], 'valid: 5_o_Clock_Shadow'),
+        ([*train, '--data_dir', no_pos, '--exp_dir', exp, '-a', 'Bangs'], 'no positive (1) rows'),
+        ([*train, '--data_dir', toy, '--exp_dir', exp, '--batch_size', '999'], 'larger than set A'),
+        ([*train, '--data_dir', toy, '--exp_dir', exp, '--resume'], '--resume: no checkpoint'),
+        ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'run')], 'already holds a run'),
+        ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'run'), '--resume',
+          '--second_ratio', '0.5'], 'trained with second_ratio 0.25, not 0.5'),
+        ([*train, '--data_dir', toy, '--exp_dir', exp, '--device', 'cuda:7'], 'is not available here'),
+        ([*train, '--data_dir', toy, '--exp_dir', exp, '--max_iter', '0'], '--max_iter must be at least 1'),
+        ([*train, '--data_dir', toy, '--exp_dir', exp, '--batch_size', 'two'], "invalid int value: 'two'"),
+        ([*demo, '--ckpt', str(tmp_path / 'missing.pt')], 'checkpoint not found'),
+        ([*demo, '--ckpt', str(tmp_path / 'empty.pt')], 'is truncated or not a checkpoint'),
+        ([*demo, '--ckpt', str(tmp_path / 'truncated.pt')], 'is truncated or not a checkpoint'),
+        ([*demo, '--ckpt', str(tmp_path / 'evil.pt')], 'refused to load'),
+        ([*demo, '--model_dir', str(tmp_path / 'no_models')], 'no checkpoint in'),
+        (['swap', '-i', str(tmp_path / 'nope.jpg'), '-t', face, '--ckpt', good], 'image not found'),
+        (['swap', '-i', face, '-t', str(tmp_path / 'notimage.jpg'), '--ckpt', good], 'not a readable image'),
+        (['swap', '-i', str(tmp_path / 'big.png'), '-t', face, '--ckpt', good], 'too large to decode'),
+        (['swap', '-i', face, '-t', face, '--ckpt', good, '--out_dir', str(tmp_path / 'a_file' / 'x')],
+         'cannot write to'),
+        (['interpolation', '-i', face, '-t', face, '--ckpt', good, '-n', '0'], '--num must be at least 1'),
+        (['matrix', '-i', face, '--targets', face, face, face, face, '--ckpt', good, '-s', '1', '3'],
+         'at least 2'),
+        (['matrix', '-i', face, '--targets', face, face, '--ckpt', good], 'expected 4 arguments'),
+        (['toy', '--out', str(tmp_path / 'toy2'), '--num', '1'], '--num must be at least 2'),
+        (['toy', '--out', toy], 'already holds images'),
+    ]
+    monkeypatch.setattr(G.Image, 'MAX_IMAGE_PIXELS', 50000)   # 256x256 passes, 400x400 is refused
+    for argv, message in cases:
+        capsys.readouterr()
+        try:
+            code = G.main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2, (argv, err)
+        assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], (argv, err)
+    assert not os.path.exists(exp) and not (tmp_path / 'demo_out').exists()
+    assert not (tmp_path / 'pwned').exists(), 'the crafted pickle must not run'
+    for data_dir, message in ((lm_mismatch, 'has 23 rows but'), (no_lm, 'landmark file not found'),
+                              (str(tmp_path / 'nowhere'), 'image folder not found')):
+        with pytest.raises(SystemExit) as exit_:
+            align.cli(['--data_dir', data_dir])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and err.startswith('error: ') and message in err and '\n' not in err
+    assert len(cases) + 3 == 29
+
+
+def test_errors_reach_the_shell_without_traceback(tmp_path):
+    import subprocess
+    import sys
+    for argv in ([GENEGAN, 'train', '--data_dir', str(tmp_path / 'nowhere')],
+                 [os.path.join(HERE, 'align.py'), '--data_dir', str(tmp_path / 'nowhere')]):
+        proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count('\n') == 1 and 'Traceback' not in proc.stderr
