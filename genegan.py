@@ -294,7 +294,7 @@ class FC(nn.Module):
 
 
 def leaky_relu(X):
-    return F.leaky_relu(X, LEAKY_SLOPE)
+    return F.leaky_relu_(X, LEAKY_SLOPE)
 
 
 class Discriminator(nn.Module):
@@ -350,8 +350,8 @@ class Joiner(nn.Module):
 
     def forward(self, A, x):
         X = torch.cat([A, x], dim=1)
-        X = F.relu(self.deconv1(X))
-        X = F.relu(self.deconv2(X))
+        X = F.relu_(self.deconv1(X))
+        X = F.relu_(self.deconv2(X))
         X = self.deconv3(X) + self.b
         return (torch.tanh(X) + 1) * 255.0 / 2
 
