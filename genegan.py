@@ -17,7 +17,6 @@ import glob
 import hashlib
 import io
 import json
-import math
 import os
 import signal
 import sys
@@ -155,14 +154,20 @@ def load_cache(data_dir, num_rows, num_workers=0, skip_bad=False):
     fingerprint = hashlib.sha256('\n'.join(fingerprint).encode()).hexdigest()
     meta = None
     if os.path.exists(cache) and os.path.exists(index):
-        with open(index) as f:
-            meta = json.load(f)
-    if meta is None or meta.get('fingerprint') != fingerprint or meta.get('rows') != num_rows:
-        meta = _build_cache(paths, cache, index, fingerprint, num_workers)
-    bad = meta['bad']
+        with contextlib.suppress(OSError, ValueError), open(index) as f:
+            meta = json.load(f)                     # unreadable: rebuilt below
+    try:
+        if meta is None or meta.get('fingerprint') != fingerprint or meta.get('rows') != num_rows:
+            meta = _build_cache(paths, cache, index, fingerprint, num_workers)
+        bad = meta['bad']
+        if bad:
+            with open(bad_list, 'w') as f:
+                f.write(''.join(f'{paths[i]}: {why}\n' for i, why in bad))
+        elif os.path.exists(bad_list):
+            os.remove(bad_list)
+    except OSError as err:
+        raise UserError(f'cannot write the image cache in {data_dir}: {err.strerror or err}')
     if bad:
-        with open(bad_list, 'w') as f:
-            f.write(''.join(f'{paths[i]}: {why}\n' for i, why in bad))
         if not skip_bad:
             shown = '; '.join(f'{paths[i]} {why}' for i, why in bad[:3])
             raise UserError(f'{len(bad)} aligned image(s) missing or unreadable (all listed in '
@@ -1049,16 +1054,16 @@ CELEBA_ATTRIBUTES = (
     'Wearing_Necktie Young').split()
 HAIR_COLOURS = {'Black_Hair': (30, 30, 35), 'Blond_Hair': (90, 200, 230),     # BGR
                 'Brown_Hair': (40, 70, 120), 'Gray_Hair': (160, 160, 165)}
-# Face geometry in units of the face scale, centred on the face; eye/nose/mouth points are
-# preprocess.py's mean face, so aligned toy faces sit where aligned CelebA faces do.
-TOY_LANDMARKS = np.array([[-0.17607, -0.172844], [0.1736, -0.17356], [-0.00182, 0.0357164],
-                          [-0.14617, 0.20185], [0.14496, 0.19943]])
 
 
 def draw_toy_face(rng, attrs):
     """One in-the-wild-sized canvas with a drawn face at a random place, scale and roll.
     Returns (BGR image, 5x2 integer landmarks in CelebA's order)."""
     import cv2
+    from align import mean_face_lm5p
+    # Face geometry in units of the face scale, centred on the face. The landmarks are
+    # preprocess.py's mean face, so aligned toy faces sit where aligned CelebA faces do.
+    landmarks = mean_face_lm5p
     h, w = int(rng.integers(480, 720)), int(rng.integers(360, 520))
     scale = rng.uniform(180, 300)                      # eye distance about 0.35 * scale pixels
     roll = np.deg2rad(rng.uniform(-20, 20))
@@ -1084,15 +1089,15 @@ def draw_toy_face(rng, attrs):
         top = ellipse(0, 0.02, 0.4, 0.54, 200, 340)
         zigzag = [(x, -0.24 + 0.04 * (k % 2)) for k, x in enumerate(np.linspace(0.38, -0.38, 9))]
         cv2.fillPoly(img, [pts(np.concatenate([top, zigzag]))], hair)
-    for ex, ey in TOY_LANDMARKS[:2]:                                               # eyes
+    for ex, ey in landmarks[:2]:                                               # eyes
         cv2.fillPoly(img, [pts(ellipse(ex, ey, 0.065, 0.03))], (245, 245, 245))
         cv2.fillPoly(img, [pts(ellipse(ex, ey, 0.022, 0.022))], (40, 30, 20))
         cv2.polylines(img, [pts([(ex - 0.07, ey - 0.07), (ex, ey - 0.09), (ex + 0.07, ey - 0.07)])],
                       False, hair, thick)
-    nose = TOY_LANDMARKS[2]
+    nose = landmarks[2]
     cv2.polylines(img, [pts([(0, -0.1), (nose[0] - 0.03, nose[1]), (nose[0] + 0.03, nose[1])])],
                   False, (90, 110, 160), thick)
-    (lx, ly), (rx, ry) = TOY_LANDMARKS[3:]
+    (lx, ly), (rx, ry) = landmarks[3:]
     if attrs['Smiling'] == 1:                                                      # open smile
         lower = [(x, ly + 0.09 * (1 - (2 * (x - lx) / (rx - lx) - 1) ** 2)) for x in np.linspace(lx, rx, 12)]
         cv2.fillPoly(img, [pts([(lx, ly), (rx, ry)] + lower[::-1])], (60, 40, 150))
@@ -1102,10 +1107,10 @@ def draw_toy_face(rng, attrs):
         cv2.polylines(img, [pts([(lx, ly), (0, (ly + ry) / 2 + 0.01), (rx, ry)])], False,
                       (70, 60, 160), thick + 1)
     if attrs['Eyeglasses'] == 1:
-        for ex, ey in TOY_LANDMARKS[:2]:
+        for ex, ey in landmarks[:2]:
             cv2.polylines(img, [pts(ellipse(ex, ey, 0.1, 0.07))], True, (20, 20, 20), thick)
         cv2.polylines(img, [pts([(-0.076, -0.17), (0.074, -0.17)])], False, (20, 20, 20), thick)
-    return img, pts(TOY_LANDMARKS)
+    return img, pts(landmarks)
 
 
 def make_toy(args):
@@ -1294,6 +1299,9 @@ def main(argv=None):
     try:
         args.func(args)
     except UserError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    except OSError as err:      # the file system (full disk, permissions); checkpoints stay intact
         print(f'error: {err}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -712,6 +712,7 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, tmp_path, ca
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--device', 'cuda:7'], 'is not available here'),
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--max_iter', '0'], '--max_iter must be at least 1'),
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--batch_size', 'two'], "invalid int value: 'two'"),
+        ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'a_file' / 'exp')], 'Not a directory'),
         ([*demo, '--ckpt', str(tmp_path / 'missing.pt')], 'checkpoint not found'),
         ([*demo, '--ckpt', str(tmp_path / 'empty.pt')], 'is truncated or not a checkpoint'),
         ([*demo, '--ckpt', str(tmp_path / 'truncated.pt')], 'is truncated or not a checkpoint'),
@@ -748,7 +749,7 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, tmp_path, ca
             align.cli(['--data_dir', data_dir])
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and err.startswith('error: ') and message in err and '\n' not in err
-    assert len(cases) + 3 == 29
+    assert len(cases) + 3 == 30
 
 
 def test_errors_reach_the_shell_without_traceback(tmp_path):
