@@ -193,8 +193,7 @@ def after_errors(model):
     return errors
 
 
-def test_training_iterations_match_tf():
-    model = seeded_model()
+def assert_training_matches_tf(model):
     trainer = G.Trainer(model)
     for k, d, g in run_reference_iterations(model, trainer):
         assert set(d) == set(G.D_LOSS_KEYS) and set(g) == set(G.G_LOSS_KEYS)
@@ -212,6 +211,18 @@ def test_training_iterations_match_tf():
     assert rel_err(ms, REF['after/D_Ax/fct/W/RMSProp_ms']) < TOL_RMSPROP_MS
     assert all(np.abs(v).max() <= G.CLIP_VALUE for k, v in tv.items()
                if k.startswith('D_') and 'moving_' not in k)
+
+
+def test_training_iterations_match_tf():
+    assert_training_matches_tf(seeded_model())
+
+
+def test_compiled_training_matches_tf():
+    """`train --compile` (torch.compile of the four networks) keeps the parity."""
+    model = seeded_model()
+    for net in (model.splitter, model.joiner, model.D_Ax, model.D_Be):
+        net.compile()
+    assert_training_matches_tf(model)
 
 
 def test_torch_rmsprop_would_not_reproduce_tf():
