@@ -228,8 +228,9 @@ class Sampler:
         return dict(generator=self.generator.get_state(), perm=self.perm, pos=self.pos)
 
     def load_state_dict(self, state):
-        self.generator.set_state(state['generator'])
-        self.perm, self.pos = state['perm'], state['pos']
+        # load_checkpoint maps tensors to the training device; the sampler lives on the CPU.
+        self.generator.set_state(state['generator'].cpu())
+        self.perm, self.pos = state['perm'].cpu(), state['pos']
 
 
 # ----------------------------------------------------------------------------------------------
