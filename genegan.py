@@ -111,15 +111,22 @@ def train_resize(img):
     return np.ascontiguousarray(img[::TRAIN_RESIZE_STRIDE, ::TRAIN_RESIZE_STRIDE])
 
 
-def load_train_image(path):
-    """dataset.py: read_images (decode_jpeg, channels=3, then the resize). Raises ValueError."""
+def decode_rgb(path):
+    """An image file as RGB uint8 (grayscale and RGBA converted). Raises ValueError(reason)."""
     if not os.path.isfile(path):
         raise ValueError('missing')
     try:
         with Image.open(path) as im:
-            img = np.asarray(im.convert('RGB'))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            return np.asarray(im.convert('RGB'))
+    except Image.DecompressionBombError:
+        raise ValueError(f'too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS} pixels)')
+    except (OSError, SyntaxError, ValueError) as err:
         raise ValueError(f'not a readable image ({type(err).__name__})')
+
+
+def load_train_image(path):
+    """dataset.py: read_images (decode_jpeg, channels=3, then the resize). Raises ValueError."""
+    img = decode_rgb(path)
     if img.shape[:2] != (ALIGNED_SIZE, ALIGNED_SIZE):
         raise ValueError(f'is {img.shape[1]}x{img.shape[0]}, not {ALIGNED_SIZE}x{ALIGNED_SIZE} '
                          f'(align.py writes {ALIGNED_SIZE}x{ALIGNED_SIZE})')
@@ -801,6 +808,16 @@ class MetricsLog:
 # ----------------------------------------------------------------------------------------------
 # train: train.py
 # ----------------------------------------------------------------------------------------------
+def prepare_for_training(model, device, compile=False):
+    """The model on the device in channels_last (oneDNN's and cuDNN's preferred layout); with
+    compile, each of the four networks is torch.compile'd in place (state-dict names unchanged)."""
+    model = model.to(device, memory_format=torch.channels_last)
+    if compile:
+        for net in (model.splitter, model.joiner, model.D_Ax, model.D_Be):
+            net.compile()
+    return model
+
+
 def to_device(batch, device):
     """uint8 NHWC from the cache -> float32 NCHW on the device, channels_last in memory (the
     permute is free). The copy is of uint8 (4x less traffic) and asynchronous from pinned memory."""
@@ -899,10 +916,7 @@ def train(args):
     check_batch_size(args, idxs1, idxs2)
 
     torch.manual_seed(args.seed)
-    model = GeneGAN(args.second_ratio).to(device, memory_format=torch.channels_last)
-    if args.compile:
-        for net in (model.splitter, model.joiner, model.D_Ax, model.D_Be):
-            net.compile()
+    model = prepare_for_training(GeneGAN(args.second_ratio), device, args.compile)
     trainer = Trainer(model, args.lr)
     sampler_A = Sampler(images, idxs1, args.batch_size, args.seed)
     sampler_B = Sampler(images, idxs2, args.batch_size, args.seed + 1)
@@ -1002,12 +1016,9 @@ def read_image(path):
     if not os.path.isfile(path):
         raise UserError(f'image not found: {path}')
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert('RGB'))
-    except Image.DecompressionBombError:
-        raise UserError(f'{path} is too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS} pixels)')
-    except (OSError, SyntaxError, ValueError) as err:
-        raise UserError(f'not a readable image: {path} ({type(err).__name__})')
+        return decode_rgb(path)
+    except ValueError as err:
+        raise UserError(f'{path}: {err}')
 
 
 def write_outputs(out_dir, images):
@@ -1164,10 +1175,7 @@ def bench(args):
     device = pick_device(args.device)
     configure_backends(device, args.tf32)
     torch.manual_seed(0)
-    model = GeneGAN().to(device, memory_format=torch.channels_last)
-    if args.compile:
-        for net in (model.splitter, model.joiner, model.D_Ax, model.D_Be):
-            net.compile()
+    model = prepare_for_training(GeneGAN(), device, args.compile)
     trainer = Trainer(model)
     bs = args.batch_size
     images = np.random.default_rng(0).integers(0, 256, (8 * bs, IMG_SIZE, IMG_SIZE, 3), np.uint8)
