@@ -3,9 +3,11 @@
 ported; its unused align_2p / align_face_2p are left out.
 
     python align.py [--data_dir datasets/celebA/] [--out_dir DATA_DIR/align_5p/] [--num_workers N]
+                    [--layout wild|align|csv]
 
-Reads DATA_DIR/data/{:06d}.jpg and DATA_DIR/list_landmarks_celeba.txt, writes
-OUT_DIR/{:06d}.jpg. Restartable: images already aligned (256x256, readable) are skipped, each
+Reads one of CelebA's downloads (genegan.CELEBA_LAYOUTS): the in-the-wild DATA_DIR/data/*.jpg with
+list_landmarks_celeba.txt (preprocess.py's input), or the aligned-and-cropped img_align_celeba/*.jpg
+with list_landmarks_align_celeba.txt (or its CSV mirror). Writes OUT_DIR/{:06d}.jpg. Restartable: images already aligned (256x256, readable) are skipped, each
 image is written through a temp file and a rename, and unreadable inputs are reported in
 OUT_DIR/failed.txt while the rest are aligned.
 """
@@ -21,12 +23,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-ALIGNED_SIZE = 256  # preprocess.py: align_given_lm5p(img, ..., 256)
+from genegan import ALIGNED_SIZE, CELEBA_LAYOUTS, UserError, read_table
+
 FAILED_LIST = 'failed.txt'
-
-
-class AlignError(Exception):
-    """Bad input: reported as one line on stderr, exit code 2."""
 
 # preprocess.py: average landmarks
 mean_face_lm5p = np.array([
@@ -103,22 +102,31 @@ def align_face_5p(img, landmarks):
     return aligned_img
 
 
-def read_landmarks(path):
-    """preprocess.py: main's parse of list_landmarks_celeba.txt (count line, header, rows)."""
-    if not os.path.isfile(path):
-        raise AlignError(f'landmark file not found: {path}')
-    with open(path, 'r') as f:
-        lines = f.read().strip().split('\n')[2:]
-    landmarks = []
-    for lineno, line in enumerate(lines, start=3):
-        fields = line.split()
-        try:
-            landmarks.append(list(map(int, fields[1:11])))
-        except ValueError:
-            raise AlignError(f'{path}:{lineno}: landmarks are not integers: {line.strip()!r}')
-        if len(landmarks[-1]) != 10:
-            raise AlignError(f'{path}:{lineno}: expected 10 landmark values, got {len(fields) - 1}')
-    return landmarks
+def find_layout(data_dir, layout=None):
+    """The CelebA download data_dir holds: (layout, image folder, landmark file name); the
+    in-the-wild one wins where there are several."""
+    for name, (folders, landmark_file) in CELEBA_LAYOUTS.items():
+        for folder in folders if layout in (None, name) else ():
+            found = next(glob.iglob(os.path.join(data_dir, folder, '*.jpg')), None)
+            if found and os.path.isfile(os.path.join(data_dir, landmark_file)):
+                return name, os.path.join(data_dir, folder), landmark_file
+    looked = '; '.join(f'{folder}/*.jpg with {landmark_file}' for name, (folders, landmark_file)
+                       in CELEBA_LAYOUTS.items() if layout in (None, name) for folder in folders)
+    raise UserError(f'no CelebA layout in {data_dir}: looked for {looked}')
+
+
+def check_landmarks_fit(image_dir, landmark_file, landmarks):
+    """The official repository's issue #7: 178x218 aligned-and-cropped images under data/ with the
+    in-the-wild landmarks give crooked faces. Landmarks must fall inside their images."""
+    for i, lm in enumerate(landmarks[:20]):
+        img = cv2.imread(os.path.join(image_dir, '{:06d}.jpg'.format(i + 1)))
+        xs, ys = lm[0::2], lm[1::2]
+        if img is not None and (max(xs) >= img.shape[1] or max(ys) >= img.shape[0] or min(lm) < 0):
+            raise UserError(
+                f'{image_dir}/{i + 1:06d}.jpg is {img.shape[1]}x{img.shape[0]} but its landmarks in '
+                f'{landmark_file} reach ({max(xs)}, {max(ys)}): images and landmarks come from different '
+                f'CelebA downloads. Put img_align_celeba/*.jpg with list_landmarks_align_celeba.txt, '
+                f'or the in-the-wild images in data/ with list_landmarks_celeba.txt')
 
 
 def is_aligned(path):
@@ -131,11 +139,11 @@ def is_aligned(path):
         return False
 
 
-def work(data_dir, out_dir, landmarks, i):
+def work(image_dir, out_dir, landmarks, i):
     """preprocess.py: work, plus a skip of finished outputs and an atomic write.
 
     Returns 'aligned', 'skipped' or the reason the image failed."""
-    src_imname = os.path.join(data_dir, 'data', '{:06d}.jpg'.format(i + 1))
+    src_imname = os.path.join(image_dir, '{:06d}.jpg'.format(i + 1))
     des_imname = os.path.join(out_dir, '{:06d}.jpg'.format(i + 1))
     if is_aligned(des_imname):
         return 'skipped'
@@ -144,6 +152,8 @@ def work(data_dir, out_dir, landmarks, i):
         return f'{src_imname}: missing or not a readable image'
     aligned_img = align_face_5p(img, landmarks[i])
     ok, jpeg = cv2.imencode('.jpg', aligned_img)  # cv2.imwrite's encoder and default quality
+    if not ok:
+        return f'{src_imname}: JPEG encoding of the aligned face failed'
     tmp = des_imname + '.tmp'
     with open(tmp, 'wb') as f:
         f.write(jpeg.tobytes())
@@ -151,18 +161,21 @@ def work(data_dir, out_dir, landmarks, i):
     return 'aligned'
 
 
-def main(data_dir, out_dir, num_workers):
+def main(data_dir, out_dir, num_workers, layout=None):
     """preprocess.py: main."""
-    if not os.path.isdir(os.path.join(data_dir, 'data')):
-        raise AlignError(f'image folder not found: {os.path.join(data_dir, "data")}')
-    landmarks = read_landmarks(os.path.join(data_dir, 'list_landmarks_celeba.txt'))
-    im_list = glob.glob(os.path.join(data_dir, 'data/*.jpg'))
+    layout, image_dir, landmark_file = find_layout(data_dir, layout)
+    path, _, landmarks = read_table(data_dir, landmark_file)
+    if any(len(lm) != 10 for lm in landmarks):
+        raise UserError(f'{path}: expected 10 landmark values a row')
+    im_list = glob.glob(os.path.join(image_dir, '*.jpg'))
     if len(landmarks) != len(im_list):
-        raise AlignError(f'list_landmarks_celeba.txt has {len(landmarks)} rows but '
-                         f'{os.path.join(data_dir, "data")} has {len(im_list)} .jpg images')
+        raise UserError(f'{landmark_file} has {len(landmarks)} rows but {image_dir} has '
+                        f'{len(im_list)} .jpg images')
+    check_landmarks_fit(image_dir, landmark_file, landmarks)
+    print(f'aligning {len(im_list)} images of the {layout!r} layout: {image_dir} with {landmark_file}')
     os.makedirs(out_dir, exist_ok=True)
 
-    partial_work = partial(work, data_dir, out_dir, landmarks)
+    partial_work = partial(work, image_dir, out_dir, landmarks)
     counts = {'aligned': 0, 'skipped': 0}
     failed = []
     with Pool(num_workers) as pool:
@@ -189,15 +202,18 @@ def main(data_dir, out_dir, num_workers):
 def cli(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data_dir', default='datasets/celebA/',
-                        help='holds data/*.jpg and list_landmarks_celeba.txt (default: %(default)s)')
+                        help='holds data/*.jpg and list_landmarks_celeba.txt, or img_align_celeba/ '
+                             'and list_landmarks_align_celeba.txt/.csv (default: %(default)s)')
+    parser.add_argument('--layout', choices=list(CELEBA_LAYOUTS),
+                        help='force one layout (default: the first found, in-the-wild first)')
     parser.add_argument('--out_dir', default=None, help='default: DATA_DIR/align_5p/')
     parser.add_argument('--num_workers', type=int, default=os.cpu_count(),
                         help='worker processes (default: %(default)s; preprocess.py used 30)')
     args = parser.parse_args(argv)
     out_dir = args.out_dir or os.path.join(args.data_dir, 'align_5p')
     try:
-        main(args.data_dir, out_dir, max(1, args.num_workers))
-    except AlignError as err:
+        main(args.data_dir, out_dir, max(1, args.num_workers), args.layout)
+    except UserError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
 

@@ -1,6 +1,6 @@
 """GeneGAN (Zhou et al., BMVC 2017, arXiv:1705.04932) in PyTorch.
 
-A port of the authors' TensorFlow code (github.com/Prinsphield/GeneGAN): model.py, dataset.py,
+A port of the authors' TensorFlow code (github.com/Prinsphield/GeneGAN): dataset.py, model.py,
 train.py and test.py, in that data-flow order. Each block names the official function it ports;
 the tensor names (Ax, Be, A, x, B, e, Ax2, Be2, Bx, Ae) and loss keys are the official ones.
 Tensors are NCHW float32 in [0, 255]; the TF code is NHWC, so layouts are transposed where the TF
@@ -10,6 +10,7 @@ variables are read or written (GeneGAN.load_tf_variables / tf_variables).
     python align.py --data_dir datasets/toy           # 5-point alignment (preprocess.py)
     python genegan.py train --attr Smiling --data_dir datasets/toy
     python genegan.py swap -i SRC.jpg -t TARGET.jpg
+    python genegan.py eval --attr Smiling --data_dir datasets/toy
 """
 import argparse
 import contextlib
@@ -18,9 +19,12 @@ import hashlib
 import io
 import json
 import os
+import pickle
+import re
 import signal
 import sys
 import time
+import warnings
 from multiprocessing import Pool
 
 import numpy as np
@@ -30,9 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-# ----------------------------------------------------------------------------------------------
-# config: every number below comes from the official code (file named) or the paper
-# ----------------------------------------------------------------------------------------------
+# ---- config: every number below comes from the official code (file named) or the paper -----------
 IMG_SIZE = 64                # dataset.py: nhwc = [64, 64, 64, 3]
 BATCH_SIZE = 64              # dataset.py: nhwc
 MAX_ITER = 100000            # dataset.py: max_iter
@@ -52,47 +54,74 @@ D_BURST, D_BURST_EVERY = 100, 500   # train.py: d_num = 100 if i % 500 == 0 else
 SAVE_EVERY = SAMPLE_EVERY = 500     # train.py: if i % 500 == 0: save and sample
 LOG_EVERY = 20               # train.py: if i % 20 == 0: summary
 NUM_SAMPLE_ROWS = 5          # train.py: for j in range(5)
+NUM_SUMMARY_IMAGES = 30      # train.py: tf.summary.image(..., max_outputs=30)
 KEEP_CHECKPOINTS = 5         # tf.train.Saver default max_to_keep
 TRAIN_RESIZE_STRIDE = 4      # dataset.py's resize_images 256 -> 64 samples exactly every 4th pixel
 ALIGNED_SIZE = 256           # preprocess.py: align_face_5p(..., 256)
+PARTITIONS = {'train': 0, 'val': 1, 'test': 2}   # CelebA's list_eval_partition.txt
+HELD_OUT_SHARE = 0.1         # eval without a partition file: the last 10% of rows (as CelebA's test)
+CHECKPOINT_FORMAT = 'genegan-pytorch/1'
+# eval's attribute classifier: this project's choice (the official code has no eval)
+CLASSIFIER_FORMAT = 'genegan-pytorch-classifier/1'
+CLASSIFIER_STEPS, CLASSIFIER_BATCH, CLASSIFIER_LR = 300, 32, 2e-4   # Adam on the logistic loss
+CLASSIFIER_BN_BATCHES = 20   # batches that give its BatchNorm layers their moving statistics
 
 G_LOSS_KEYS = ('e', 'cycle_Ax', 'cycle_Be', 'Bx', 'Ae', 'parallelogram',
                'loss_G_nodecay', 'loss_G_decay', 'loss_G')
 D_LOSS_KEYS = ('Ax_Bx', 'Be_Ae', 'loss_D')
-
+IMAGE_KEYS = ('Ax', 'Be', 'Ax2', 'Be2', 'Bx', 'Ae')   # train.py's tf.summary.image tags
 
 class UserError(Exception):
-    """A problem with the user's input: reported as one line on stderr, exit code 2."""
+    """A problem with the user's input: main prints it as one line on stderr, exit code 2."""
 
 
-# ----------------------------------------------------------------------------------------------
-# data: dataset.py
-# ----------------------------------------------------------------------------------------------
+# ---- data: dataset.py ----------------------------------------------------------------------------
+CELEBA_LAYOUTS = {     # align.py's input, in order of preference: (image folders, landmark file)
+    'wild': (['data'], 'list_landmarks_celeba.txt'),                     # the official one
+    'align': (['img_align_celeba'], 'list_landmarks_align_celeba.txt'),  # 178x218 crops
+    'csv': (['img_align_celeba/img_align_celeba', 'img_align_celeba'], 'list_landmarks_align_celeba.csv'),
+}
+
+def read_table(data_dir, name):
+    """One of CelebA's list files: NAME.txt (a count line, a header line, then rows 'name v ...';
+    list_eval_partition.txt has neither) or, where only that exists, the mirror's NAME.csv
+    ('image_id,...' header, comma-separated rows); a NAME with an extension is read as it is.
+    Returns (path, column names or None, rows of integers in file order: row i is image i+1)."""
+    path = os.path.join(data_dir, name if '.' in name else name + '.txt')
+    if '.' not in name and not os.path.isfile(path) and os.path.isfile(path[:-4] + '.csv'):
+        path = path[:-4] + '.csv'
+    if not os.path.isfile(path):
+        raise UserError(f'{name} not found in {data_dir}' + ('' if '.' in name else ' (as .txt or .csv)'))
+    with open(path, 'r') as f:
+        lines = f.read().strip().replace(',', ' ').split('\n')
+    names, start = None, 0
+    if path.endswith('.csv'):
+        if lines[0].split()[:1] != ['image_id']:
+            raise UserError(f'{path}:1: expected the header "image_id,...", got {lines[0][:40]!r}')
+        names, start = lines[0].split()[1:], 1
+    elif lines[0].strip().isdigit():
+        names, start = (lines[1].split() if len(lines) > 1 else []), 2
+    if len(lines) <= start:
+        raise UserError(f'{path}: no rows')
+    width = 1 + (len(names) if names is not None else len(lines[0].split()) - 1)
+    rows = []
+    for lineno, line in enumerate(lines[start:], start=start + 1):
+        fields = line.split()
+        if len(fields) != width:
+            raise UserError(f'{path}:{lineno}: expected {width} columns, got {len(fields)}')
+        try:
+            rows.append([int(v) for v in fields[1:]])
+        except ValueError:
+            raise UserError(f'{path}:{lineno}: values must be integers: {line.strip()[:60]!r}')
+    return path, names, rows
+
 def read_attributes(data_dir, attribute):
     """dataset.py: Dataset.__init__. Rows marked 1 form set A (Ax, has the attribute), rows
     marked -1 set B (Be); row i is the image align_5p/{i+1:06d}.jpg. Returns (idxs1, idxs2, rows)."""
-    path = os.path.join(data_dir, 'list_attr_celeba.txt')
-    if not os.path.isfile(path):
-        raise UserError(f'attribute file not found: {path}')
-    with open(path, 'r') as f:
-        lines = f.read().strip().split('\n')
-    if len(lines) < 3:
-        raise UserError(f'{path}: expected a count line, a header line and rows')
-    names = lines[1].split()
-    if attribute not in names:
-        raise UserError(f'attribute {attribute!r} is not in {path}; valid: {" ".join(names)}')
-    col_id = names.index(attribute) + 1
-    attributes = []
-    for lineno, line in enumerate(lines[2:], start=3):
-        fields = line.split()
-        if len(fields) != len(names) + 1:
-            raise UserError(f'{path}:{lineno}: expected {len(names) + 1} columns '
-                            f'(file name and {len(names)} attributes), got {len(fields)}')
-        try:
-            values = [int(v) for v in fields[1:]]
-        except ValueError:
-            raise UserError(f'{path}:{lineno}: attribute values must be integers: {line.strip()!r}')
-        attributes.append(values[col_id - 1])
+    path, names, rows = read_table(data_dir, 'list_attr_celeba')
+    if attribute not in (names or []):
+        raise UserError(f'attribute {attribute!r} is not in {path}; valid: {" ".join(names or [])}')
+    attributes = [row[names.index(attribute)] for row in rows]
     idxs1 = [i for i, a in enumerate(attributes) if a == 1]
     idxs2 = [i for i, a in enumerate(attributes) if a == -1]
     for idxs, what in ((idxs1, 'positive (1)'), (idxs2, 'negative (-1)')):
@@ -100,112 +129,110 @@ def read_attributes(data_dir, attribute):
             raise UserError(f'attribute {attribute!r} has no {what} rows in {path}')
     return idxs1, idxs2, len(attributes)
 
+def read_partition(data_dir, num_rows):
+    """CelebA's list_eval_partition.txt (or .csv): 0 train, 1 val, 2 test, one row per image."""
+    path, _, rows = read_table(data_dir, 'list_eval_partition')
+    for i, row in enumerate(rows):
+        if row not in ([0], [1], [2]):
+            raise UserError(f'{path}:{i + 1 + path.endswith(".csv")}: expected "name 0|1|2"')
+    if len(rows) != num_rows:
+        raise UserError(f'{path} has {len(rows)} rows, list_attr_celeba has {num_rows}')
+    return [row[0] for row in rows]
 
 def aligned_path(data_dir, idx):
     return os.path.join(data_dir, 'align_5p', '{:06d}.jpg'.format(idx + 1))
 
+def read_image(path, size=None):
+    """dataset.py read_images / test.py misc.imread: an image file as RGB uint8 (grayscale and
+    RGBA converted); with size, it must be size x size. Raises UserError naming the file."""
+    if not os.path.isfile(path):
+        raise UserError(f'image not found: {path}')
+    try:
+        with Image.open(path) as im:
+            img = np.asarray(im.convert('RGB'))
+    except Image.DecompressionBombError:
+        raise UserError(f'{path}: too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS} pixels)')
+    except (OSError, SyntaxError, ValueError) as err:
+        raise UserError(f'{path}: not a readable image ({type(err).__name__})')
+    if size and img.shape[:2] != (size, size):
+        raise UserError(f'{path}: is {img.shape[1]}x{img.shape[0]}, not {size}x{size} '
+                        f'(align.py writes {ALIGNED_SIZE}x{ALIGNED_SIZE})')
+    return img
 
 def train_resize(img):
     """dataset.py: tf.image.resize_images(image, [64, 64]) of a 256x256 aligned face. TF's
     legacy bilinear (no half-pixel centres) samples source pixel 4*i exactly: a stride-4 slice."""
     return np.ascontiguousarray(img[::TRAIN_RESIZE_STRIDE, ::TRAIN_RESIZE_STRIDE])
 
-
-def decode_rgb(path):
-    """An image file as RGB uint8 (grayscale and RGBA converted). Raises ValueError(reason)."""
-    if not os.path.isfile(path):
-        raise ValueError('missing')
+def _cache_one(path):
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert('RGB'))
-    except Image.DecompressionBombError:
-        raise ValueError(f'too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS} pixels)')
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f'not a readable image ({type(err).__name__})')
-
-
-def load_train_image(path):
-    """dataset.py: read_images (decode_jpeg, channels=3, then the resize). Raises ValueError."""
-    img = decode_rgb(path)
-    if img.shape[:2] != (ALIGNED_SIZE, ALIGNED_SIZE):
-        raise ValueError(f'is {img.shape[1]}x{img.shape[0]}, not {ALIGNED_SIZE}x{ALIGNED_SIZE} '
-                         f'(align.py writes {ALIGNED_SIZE}x{ALIGNED_SIZE})')
-    return train_resize(img)
-
-
-def _load_for_cache(path):
-    try:
-        return load_train_image(path), None
-    except ValueError as err:
+        return train_resize(read_image(path, ALIGNED_SIZE)), None
+    except UserError as err:
         return None, str(err)
 
-
 def load_cache(data_dir, num_rows, num_workers=0, skip_bad=False):
-    """All aligned faces of list_attr_celeba.txt, resized for training, as one (rows, 64, 64, 3)
-    uint8 array: DATA_DIR/align_5p_64x64.npy, built once and memory-mapped after. It is rebuilt
-    when any source file's size or mtime changes. Returns (images, bad row indices)."""
+    """All aligned faces of list_attr_celeba, resized for training, as one (rows, 64, 64, 3) uint8
+    array: DATA_DIR/align_5p_64x64.npy, built once and memory-mapped after. It is rebuilt when any
+    source file's size or mtime changes. Returns (images, bad row indices, fingerprint)."""
     cache = os.path.join(data_dir, 'align_5p_64x64.npy')
-    index = cache[:-len('.npy')] + '.json'
-    bad_list = cache[:-len('.npy')] + '_bad.txt'
+    index, bad_list = cache[:-4] + '.json', cache[:-4] + '_bad.txt'
     if not os.path.isdir(os.path.join(data_dir, 'align_5p')):
         raise UserError(f'aligned faces not found: {os.path.join(data_dir, "align_5p")} '
                         f'(run: python align.py --data_dir {data_dir})')
     paths = [aligned_path(data_dir, i) for i in range(num_rows)]
-    fingerprint = []
+    stats = []
     for path in paths:
         try:
             st = os.stat(path)
-            fingerprint.append(f'{st.st_size}:{st.st_mtime_ns}')
+            stats.append(f'{st.st_size}:{st.st_mtime_ns}')
         except OSError:
-            fingerprint.append('missing')
-    fingerprint = hashlib.sha256('\n'.join(fingerprint).encode()).hexdigest()
+            stats.append('missing')
+    fingerprint = hashlib.sha256('\n'.join(stats).encode()).hexdigest()
     meta = None
-    if os.path.exists(cache) and os.path.exists(index):
-        with contextlib.suppress(OSError, ValueError), open(index) as f:
-            meta = json.load(f)                     # unreadable: rebuilt below
+    with contextlib.suppress(OSError, ValueError), open(index) as f:
+        meta = json.load(f)                     # missing or unreadable: rebuilt below
     try:
-        if meta is None or meta.get('fingerprint') != fingerprint or meta.get('rows') != num_rows:
+        if not (os.path.exists(cache) and meta and meta.get('fingerprint') == fingerprint):
             meta = _build_cache(paths, cache, index, fingerprint, num_workers)
         bad = meta['bad']
         if bad:
             with open(bad_list, 'w') as f:
-                f.write(''.join(f'{paths[i]}: {why}\n' for i, why in bad))
+                f.write(''.join(f'{why}\n' for _, why in bad))
         elif os.path.exists(bad_list):
             os.remove(bad_list)
     except OSError as err:
         raise UserError(f'cannot write the image cache in {data_dir}: {err.strerror or err}')
-    if bad:
-        if not skip_bad:
-            shown = '; '.join(f'{paths[i]} {why}' for i, why in bad[:3])
-            raise UserError(f'{len(bad)} aligned image(s) missing or unreadable (all listed in '
-                            f'{bad_list}): {shown}{"; ..." if len(bad) > 3 else ""}. '
-                            f'Re-run align.py, or pass --skip_bad to train without them')
-    return np.load(cache, mmap_mode='r'), {i for i, _ in bad}
-
+    if bad and not skip_bad:
+        shown = '; '.join(why for _, why in bad[:3])
+        raise UserError(f'{len(bad)} aligned image(s) missing or unreadable (all listed in '
+                        f'{bad_list}): {shown}{"; ..." if len(bad) > 3 else ""}. '
+                        f'Re-run align.py, or pass --skip_bad to train without them')
+    return np.load(cache, mmap_mode='r'), {i for i, _ in bad}, fingerprint
 
 def _build_cache(paths, cache, index, fingerprint, num_workers):
     tmp = cache + '.tmp.npy'
-    images = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8,
-                                       shape=(len(paths), IMG_SIZE, IMG_SIZE, 3))
     bad = []
-    pool = Pool(num_workers) if num_workers > 0 else None
-    results = pool.imap(_load_for_cache, paths, chunksize=64) if pool else map(_load_for_cache, paths)
-    for i, (img, why) in enumerate(tqdm(results, total=len(paths), desc='cache 64x64', unit='img')):
-        if why is None:
-            images[i] = img
-        else:
-            bad.append((i, why))
-    if pool:
-        pool.close()
-    images.flush()
-    del images
-    os.replace(tmp, cache)
-    meta = dict(fingerprint=fingerprint, rows=len(paths), bad=bad)
+    try:
+        with Pool(num_workers) if num_workers > 0 else contextlib.nullcontext() as pool:
+            images = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8,
+                                               shape=(len(paths), IMG_SIZE, IMG_SIZE, 3))
+            results = pool.imap(_cache_one, paths, chunksize=64) if pool else map(_cache_one, paths)
+            for i, (img, why) in enumerate(tqdm(results, total=len(paths), desc='cache 64x64')):
+                if why is None:
+                    images[i] = img
+                else:
+                    bad.append((i, why))
+            images.flush()
+            del images
+        os.replace(tmp, cache)
+    finally:                                    # an interrupted build leaves no temp file
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+    meta = dict(fingerprint=fingerprint, bad=bad)
     with open(index + '.tmp', 'w') as f:
         json.dump(meta, f)
     os.replace(index + '.tmp', index)
     return meta
-
 
 class Sampler:
     """dataset.py: string_input_producer (reshuffled every epoch) feeding shuffle_batch, as
@@ -240,9 +267,7 @@ class Sampler:
         self.perm, self.pos = state['perm'].cpu(), state['pos']
 
 
-# ----------------------------------------------------------------------------------------------
-# model: model.py
-# ----------------------------------------------------------------------------------------------
+# ---- model: model.py -----------------------------------------------------------------------------
 class BatchNorm(nn.BatchNorm2d):
     """tf.layers.batch_normalization: epsilon 1e-3, moving-average decay 0.99.
 
@@ -260,7 +285,6 @@ class BatchNorm(nn.BatchNorm2d):
             return F.batch_norm(X, None, None, self.weight, self.bias, True, 0.0, self.eps)
         return super().forward(X)
 
-
 @contextlib.contextmanager
 def batch_stats_only(model):
     """Training-mode forward (batch statistics) that leaves the moving statistics untouched."""
@@ -272,7 +296,6 @@ def batch_stats_only(model):
     finally:
         for bn in bns:
             bn.update_stats = True
-
 
 class Conv(nn.Module):
     """model.py: make_conv / make_conv_bn / make_deconv / make_deconv_bn.
@@ -293,7 +316,6 @@ class Conv(nn.Module):
         X = conv(X, self.W, stride=2, padding=1)
         return X if self.batch_normalization is None else self.batch_normalization(X)
 
-
 class FC(nn.Module):
     """model.py: make_fc. W is kept in TF layout [in, out]: X @ W + b."""
 
@@ -305,10 +327,8 @@ class FC(nn.Module):
     def forward(self, X):
         return torch.addmm(self.b, X, self.W)
 
-
 def leaky_relu(X):
     return F.leaky_relu_(X, LEAKY_SLOPE)
-
 
 class Discriminator(nn.Module):
     """model.py: discriminator (a WGAN critic: no sigmoid)."""
@@ -331,7 +351,6 @@ class Discriminator(nn.Module):
         X = X.permute(0, 2, 3, 1).flatten(1)
         return self.fct(X)
 
-
 class Splitter(nn.Module):
     """model.py: splitter. Returns (A, x): background channels, then the last
     int(512 * second_ratio) channels, the attribute."""
@@ -350,7 +369,6 @@ class Splitter(nn.Module):
         X = leaky_relu(self.conv3(X))
         return X[:, :-self.num_ch], X[:, -self.num_ch:]
 
-
 class Joiner(nn.Module):
     """model.py: joiner. Output (tanh + 1) * 255 / 2, in [0, 255]."""
 
@@ -368,20 +386,17 @@ class Joiner(nn.Module):
         X = self.deconv3(X) + self.b
         return (torch.tanh(X) + 1) * 255.0 / 2
 
-
 # PyTorch state-dict names <-> official TF variable names, e.g.
 # splitter.conv2.batch_normalization.running_mean <-> G_splitter/conv2/batch_normalization/moving_mean
 TF_SCOPES = {'splitter': 'G_splitter', 'joiner': 'G_joiner', 'D_Ax': 'D_Ax', 'D_Be': 'D_Be'}
 TF_BN_NAMES = {'weight': 'gamma', 'bias': 'beta', 'running_mean': 'moving_mean',
                'running_var': 'moving_variance'}
 
-
 def tf_name(torch_name):
     scope, *rest = torch_name.split('.')
     if rest[-2:-1] == ['batch_normalization']:
         rest[-1] = TF_BN_NAMES[rest[-1]]
     return '/'.join([TF_SCOPES[scope]] + rest)
-
 
 def to_tf_layout(tensor):
     """Conv kernels: torch [out, in, kh, kw] (conv) or [in, out, kh, kw] (transposed conv) ->
@@ -391,13 +406,11 @@ def to_tf_layout(tensor):
         return tensor.permute(2, 3, 1, 0) if tensor.shape[-1] == 4 else tensor.permute(0, 2, 3, 1)
     return tensor
 
-
 def from_tf_layout(array, like):
     tensor = torch.as_tensor(np.asarray(array, dtype=np.float32))
     if like.dim() == 4:
         return tensor.permute(3, 2, 0, 1) if like.shape[-1] == 4 else tensor.permute(0, 3, 1, 2)
     return tensor
-
 
 class GeneGAN(nn.Module):
     """The four networks of model.py: G_splitter, G_joiner and the critics D_Ax, D_Be."""
@@ -438,20 +451,21 @@ class GeneGAN(nn.Module):
             tensor.copy_(from_tf_layout(variables[name], tensor))
 
 
-# ----------------------------------------------------------------------------------------------
-# losses and optimizer: model.py build_model
-# ----------------------------------------------------------------------------------------------
-def build_model(model, Ax, Be):
-    """model.py: build_model. The six images and four critic outputs of one step."""
-    A, x = model.splitter(Ax)
-    B, e = model.splitter(Be)
+# ---- losses and optimizer: model.py build_model --------------------------------------------------
+def build_model(model, Ax, Be, train_G=True):
+    """model.py: build_model. The six images and four critic outputs of one step; both training
+    steps run all of it, so every BatchNorm updates as TF's UPDATE_OPS do. train_G=False (the D
+    step: d_opt's var_list is D only) runs the generator without autograd."""
+    with torch.set_grad_enabled(train_G and torch.is_grad_enabled()):
+        A, x = model.splitter(Ax)
+        B, e = model.splitter(Be)
 
-    Ax2 = model.joiner(A, x)
-    Be2 = model.joiner(B, torch.zeros_like(e))
+        Ax2 = model.joiner(A, x)
+        Be2 = model.joiner(B, torch.zeros_like(e))
 
-    # crossover
-    Bx = model.joiner(B, x)
-    Ae = model.joiner(A, torch.zeros_like(e))
+        # crossover
+        Bx = model.joiner(B, x)
+        Ae = model.joiner(A, torch.zeros_like(e))
 
     real_Ax = model.D_Ax(Ax)
     fake_Bx = model.D_Ax(Bx)
@@ -461,17 +475,14 @@ def build_model(model, Ax, Be):
     return dict(A=A, x=x, B=B, e=e, Ax2=Ax2, Be2=Be2, Bx=Bx, Ae=Ae,
                 real_Ax=real_Ax, fake_Bx=fake_Bx, real_Be=real_Be, fake_Ae=fake_Ae)
 
-
 def g_var_list(model):
     """model.py: g_var_list, joiner then splitter, as (TF-style name, parameter) pairs."""
     return [(f'G_joiner/{n}', p) for n, p in model.joiner.named_parameters()] + \
            [(f'G_splitter/{n}', p) for n, p in model.splitter.named_parameters()]
 
-
 def d_var_list(model):
     """model.py: d_var_list: every trainable variable of both critics, BN and fc bias included."""
     return list(model.D_Ax.parameters()) + list(model.D_Be.parameters())
-
 
 def G_loss(model, Ax, Be, t, weight_decay=WEIGHT_DECAY):
     """model.py: G_loss, loss_G_nodecay, loss_G_decay, loss_G."""
@@ -489,7 +500,6 @@ def G_loss(model, Ax, Be, t, weight_decay=WEIGHT_DECAY):
     loss['loss_G'] = loss['loss_G_decay'] + loss['loss_G_nodecay']
     return loss
 
-
 def D_loss(t):
     """model.py: D_loss, loss_D."""
     loss = {}
@@ -498,16 +508,10 @@ def D_loss(t):
     loss['loss_D'] = loss['Ax_Bx'] + loss['Be_Ae']
     return loss
 
-
 class TFRMSProp(torch.optim.Optimizer):
-    """tf.train.RMSPropOptimizer(lr, decay=0.8) as TF1 computes it, momentum 0:
-
-        ms <- ms + (g*g - ms) * (1 - decay)      # ms starts at 1, not 0
-        w  <- w - lr * g / sqrt(ms + 1e-10)      # epsilon inside the root
-
-    torch.optim.RMSprop starts ms at 0 and adds eps outside the root; its first steps are
-    sign-like (about 2.2 * lr per element) and it does not reproduce the official weights.
-    """
+    """tf.train.RMSPropOptimizer(lr, decay=0.8) as TF1 computes it, momentum 0. Its "ms" slot
+    starts at 1, not 0, and epsilon goes inside the root. torch.optim.RMSprop does neither; its
+    first steps are sign-like (about 2.2 * lr per element) and miss the official weights."""
 
     def __init__(self, params, lr=LEARNING_RATE, decay=RMSPROP_DECAY, epsilon=RMSPROP_EPSILON):
         super().__init__(params, dict(lr=lr, decay=decay, epsilon=epsilon))
@@ -515,28 +519,16 @@ class TFRMSProp(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
-            params = [p for p in group['params'] if p.grad is not None]
-            grads = [p.grad for p in params]
-            for p in params:
-                if 'ms' not in self.state[p]:
-                    self.state[p]['ms'] = torch.full_like(p, RMSPROP_MS_INIT)
-            ms = [self.state[p]['ms'] for p in params]
-            delta = torch._foreach_mul(grads, grads)
-            torch._foreach_sub_(delta, ms)
-            torch._foreach_add_(ms, delta, alpha=1 - group['decay'])
-            denom = torch._foreach_add(ms, group['epsilon'])
-            torch._foreach_sqrt_(denom)
-            torch._foreach_addcdiv_(params, grads, denom, value=-group['lr'])
-
+            for w in group['params']:
+                g = w.grad
+                ms = self.state[w].setdefault('ms', torch.full_like(w, RMSPROP_MS_INIT))
+                ms.add_((g * g - ms) * (1 - group['decay']))
+                w.addcdiv_(g, torch.sqrt(ms + group['epsilon']), value=-group['lr'])
 
 class Trainer:
-    """The two update ops of model.py (d_opt + clip_d, g_opt) as train.py runs them.
-
-    Each step takes float32 NCHW batches in [0, 255] and returns its loss values (0-dim
-    tensors, no host sync) computed on the weights before the update. As in TF, every step
-    runs the whole graph in training mode, so every BatchNorm layer's moving statistics take
-    one update per application (UPDATE_OPS are control dependencies of both optimizers).
-    """
+    """The two update ops of model.py (d_opt + clip_d, g_opt) as train.py runs them. Each step
+    takes float32 NCHW batches in [0, 255] and returns its losses (0-dim tensors, no host sync)
+    on the weights before the update."""
 
     def __init__(self, model, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY):
         self.model = model
@@ -547,34 +539,18 @@ class Trainer:
         self.d_opt = TFRMSProp(self.d_params, lr)
 
     def d_step(self, Ax, Be):
-        model = self.model
-        # No gradient flows into G here (d_opt's var_list is D only), so G runs without autograd.
-        with torch.no_grad():
-            A, x = model.splitter(Ax)
-            B, e = model.splitter(Be)
-            model.joiner(A, x)                        # Ax2, Be2: computed for their BN updates
-            model.joiner(B, torch.zeros_like(e))
-            Bx = model.joiner(B, x)
-            Ae = model.joiner(A, torch.zeros_like(e))
-        t = dict(real_Ax=model.D_Ax(Ax), fake_Bx=model.D_Ax(Bx),
-                 real_Be=model.D_Be(Be), fake_Ae=model.D_Be(Ae))
-        loss = D_loss(t)
+        loss = D_loss(build_model(self.model, Ax, Be, train_G=False))
         self.d_opt.zero_grad(set_to_none=True)
         loss['loss_D'].backward(inputs=self.d_params)
         self.d_opt.step()
-        self.clip_d()
+        with torch.no_grad():                   # model.py: clip_d
+            for p in self.d_params:
+                p.clamp_(-CLIP_VALUE, CLIP_VALUE)
         return {k: v.detach() for k, v in loss.items()}
 
-    @torch.no_grad()
-    def clip_d(self):
-        """model.py: clip_d."""
-        torch._foreach_clamp_min_(self.d_params, -CLIP_VALUE)
-        torch._foreach_clamp_max_(self.d_params, CLIP_VALUE)
-
     def g_step(self, Ax, Be):
-        model = self.model
-        t = build_model(model, Ax, Be)
-        loss = G_loss(model, Ax, Be, t, self.weight_decay)
+        t = build_model(self.model, Ax, Be)
+        loss = G_loss(self.model, Ax, Be, t, self.weight_decay)
         self.g_opt.zero_grad(set_to_none=True)
         # inputs= keeps autograd from computing critic weight gradients nobody uses.
         loss['loss_G'].backward(inputs=self.g_params)
@@ -582,20 +558,317 @@ class Trainer:
         return {k: v.detach() for k, v in loss.items()}
 
 
-# ----------------------------------------------------------------------------------------------
-# demos: test.py (swap_attribute, interpolation, interpolation_matrix)
-# ----------------------------------------------------------------------------------------------
-def imresize(img, size=IMG_SIZE):
-    """test.py: scipy.misc.imresize(img, (64, 64)), which is PIL's bilinear resize of uint8.
+# ---- devices, checkpoints, logs ------------------------------------------------------------------
+CHECKPOINT_KEYS = ('iter', 'config', 'model', 'g_opt', 'd_opt', 'sampler_A', 'sampler_B', 'torch_rng')
 
-    (Training resizes differently: see train_resize.) PIL returns an exact copy when the size
-    already matches, so a 64x64 input passes through unchanged, as it does in test.py.
-    """
+def pick_device(name='auto'):
+    """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does."""
+    available = [d for d, ok in (('mps', torch.backends.mps.is_available()),
+                                 ('cuda', torch.cuda.is_available()), ('cpu', True)) if ok]
+    if name == 'auto':
+        return torch.device(available[0])
+    if name.split(':')[0] not in available:
+        raise UserError(f'device {name!r} is not available here; available: auto, {", ".join(available)}')
+    return torch.device(name)
+
+def configure_backends(device, tf32=False):
+    """cuDNN autotuning on; TF32 off unless asked for, since the TF code computes in float32."""
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+def save_checkpoint(paths, state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(paths, buf.getbuffer())
+
+def atomic_write(paths, data):
+    """Write bytes to each path through a temp file, fsync and rename: a kill or a full disk at
+    any moment leaves the file that was there before intact."""
+    for path in paths:
+        tmp = path + '.tmp'
+        try:
+            with open(tmp, 'wb') as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise UserError(f'could not write {path} ({err.strerror or err}); '
+                            f'the previous file is left as it was')
+
+def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_KEYS):
+    """A file this project wrote, loaded with weights_only=True: one whose pickle would run code
+    is refused, never executed (and torch's advice to turn the check off is not passed on)."""
+    if not os.path.isfile(path):
+        raise UserError(f'checkpoint not found: {path}')
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')     # torch's warning about the pickle protocol
+            ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        call = re.search(r'GLOBAL (\S+)', str(err))
+        raise UserError(f'refused to load {path}: it would call {call[1] if call else "code"} '
+                        f'when unpickled, and only weights are loaded')
+    except Exception:
+        raise UserError(f'{path} is ' + ('empty' if not head else 'truncated or damaged'
+                        if head == b'PK\x03\x04' else 'not a PyTorch file'))
+    if not isinstance(ckpt, dict) or ckpt.get('format') != fmt:
+        raise UserError(f'{path} is a PyTorch file, but not a {fmt} file of this project')
+    missing = [key for key in keys if key not in ckpt]
+    if missing:
+        raise UserError(f'{path} lacks {", ".join(missing)} (damaged, or not written by genegan.py)')
+    return ckpt
+
+def latest_checkpoint(model_dir):
+    """latest.pt, else the newest model_*.pt."""
+    latest = os.path.join(model_dir, 'latest.pt')
+    if os.path.isfile(latest):
+        return latest
+    saved = sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))
+    if not saved:
+        raise UserError(f'no checkpoint in {model_dir} (train first, or pass --ckpt PATH)')
+    return saved[-1]
+
+def model_from_checkpoint(ckpt, path, device):
+    """Rebuild the model from the checkpoint's own config (second_ratio)."""
+    try:
+        model = GeneGAN(ckpt['config']['second_ratio'])
+        model.load_state_dict(ckpt['model'])
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise UserError(f'checkpoint {path} does not fit its own config: {str(err).splitlines()[0]}')
+    return model.to(device)
+
+class MetricsLog:
+    """{exp_dir}/logs/metrics.jsonl (one JSON object per logged iteration), and TensorBoard
+    scalars and images beside it when tensorboard is installed. On resume, records of iterations
+    that will run again, and a last line torn by a kill or a full disk, are dropped."""
+
+    def __init__(self, log_dir, start):
+        self.path = os.path.join(log_dir, 'metrics.jsonl')
+        keep = []
+        with contextlib.suppress(FileNotFoundError), open(self.path) as f:
+            for line in f:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    if json.loads(line)['iter'] < start:
+                        keep.append(line.rstrip('\n') + '\n')
+        atomic_write([self.path], ''.join(keep).encode())
+        self.file = open(self.path, 'a')
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.writer = None
+            print(f'tensorboard is not installed: metrics go to {self.path} only', file=sys.stderr)
+        else:
+            self.writer = SummaryWriter(log_dir, purge_step=start or None)
+
+    def log(self, i, values):
+        self.file.write(json.dumps({'iter': i, **values}) + '\n')
+        self.file.flush()
+        for key, value in values.items() if self.writer else ():
+            self.writer.add_scalar(key, value, i)
+
+    def images(self, i, t):
+        """train.py: tf.summary.image of Ax, Be, Ax2, Be2, Bx, Ae, max_outputs=30."""
+        for key in IMAGE_KEYS if self.writer else ():
+            self.writer.add_images(key, t[key][:NUM_SUMMARY_IMAGES] / 255.0, i)
+
+    def close(self):
+        self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ---- train: train.py -----------------------------------------------------------------------------
+def prepare_for_training(model, device, compile=False):
+    """The model on the device in channels_last (oneDNN's and cuDNN's preferred layout); with
+    compile, each of the four networks is torch.compile'd in place (state-dict names unchanged)."""
+    model = model.to(device, memory_format=torch.channels_last)
+    if compile:
+        for net in (model.splitter, model.joiner, model.D_Ax, model.D_Be):
+            net.compile()
+    return model
+
+def to_device(batch, device):
+    """uint8 NHWC from the cache -> float32 NCHW on the device, channels_last in memory (the
+    permute is free). The copy is of uint8 (4x less traffic) and asynchronous from pinned memory."""
+    batch = torch.from_numpy(np.ascontiguousarray(batch))
+    if device.type == 'cuda':
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+
+@torch.inference_mode()
+def evaluate(model, Ax, Be):
+    """train.py: the merged summary, all losses on a fresh batch, BN statistics untouched."""
+    with batch_stats_only(model):
+        t = build_model(model, Ax, Be)
+        loss = {**G_loss(model, Ax, Be, t), **D_loss(t)}
+    return {k: float(v) for k, v in loss.items()}, t
+
+def write_samples(model, Ax, Be, sample_dir, i, log):
+    """train.py: iter_{i:06d}_{j}.jpg, each the row [Ax, Be, Ae, Bx, Ax2, Be2], and the
+    TensorBoard images of the same batch."""
+    _, t = evaluate(model, Ax, Be)
+    log.images(i, dict(t, Ax=Ax, Be=Be))
+    row = torch.cat([Ax, Be, t['Ae'], t['Bx'], t['Ax2'], t['Be2']], dim=3)
+    row = row.permute(0, 2, 3, 1).cpu().numpy()
+    for j in range(min(NUM_SAMPLE_ROWS, len(row))):
+        imsave(os.path.join(sample_dir, 'iter_{:06d}_{}.jpg'.format(i, j)), row[j])
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM ask the loop to stop at the end of the current iteration and
+    save; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print('\nstopping at the end of this iteration to save a checkpoint '
+              '(Ctrl-C again quits without saving)', file=sys.stderr)
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+def non_finite(named):
+    """The first key of {key: tensor} whose tensor is not all finite, or None: one host sync."""
+    finite = torch.stack([torch.isfinite(v).all() for v in named.values()]).cpu()
+    return None if finite.all() else list(named)[int((~finite).nonzero()[0])]
+
+def train(args):
+    device = pick_device(args.device)
+    configure_backends(device, args.tf32)
+    if not os.path.isdir(args.data_dir):
+        raise UserError(f'data directory not found: {args.data_dir}')
+    for name in ('batch_size', 'max_iter', 'd_burst', 'd_burst_every', 'save_every',
+                 'sample_every', 'log_every', 'keep'):
+        if getattr(args, name) < 1:
+            raise UserError(f'--{name} must be at least 1')
+    idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
+    held = set()           # train.py trains on every row; --partition train leaves out val and test
+    if args.partition == 'train':
+        held = {i for i, p in enumerate(read_partition(args.data_dir, rows)) if p != PARTITIONS['train']}
+    model_dir = os.path.join(args.exp_dir, 'model')
+    latest = os.path.join(model_dir, 'latest.pt')
+    ckpt = None
+    if args.resume:
+        if not os.path.isfile(latest):
+            raise UserError(f'--resume: no checkpoint at {latest}')
+        ckpt = load_checkpoint(latest, device)
+        for key in ('second_ratio', 'attribute', 'partition'):
+            if ckpt['config'].get(key) != getattr(args, key):
+                raise UserError(f'--resume: {latest} was trained with {key} '
+                                f'{ckpt["config"].get(key)!r}, not {getattr(args, key)!r}')
+    elif os.path.exists(latest):
+        raise UserError(f'{args.exp_dir} already holds a run ({latest}); '
+                        f'pass --resume to continue it, or choose another --exp_dir')
+    images, bad, _ = load_cache(args.data_dir, rows, args.num_workers, args.skip_bad)
+    idxs1 = [i for i in idxs1 if i not in bad | held]
+    idxs2 = [i for i in idxs2 if i not in bad | held]
+    for idxs, what in ((idxs1, 'set A (with'), (idxs2, 'set B (without')):
+        if args.batch_size > len(idxs):
+            raise UserError(f'--batch_size {args.batch_size} is larger than {what} '
+                            f'{args.attribute}: {len(idxs)} images)')
+
+    torch.manual_seed(args.seed)
+    model = prepare_for_training(GeneGAN(args.second_ratio), device, args.compile)
+    trainer = Trainer(model, args.lr)
+    sampler_A = Sampler(images, idxs1, args.batch_size, args.seed)
+    sampler_B = Sampler(images, idxs2, args.batch_size, args.seed + 1)
+    state = dict(model=model, g_opt=trainer.g_opt, d_opt=trainer.d_opt,
+                 sampler_A=sampler_A, sampler_B=sampler_B)       # what a checkpoint holds
+    start = 0
+    if ckpt:
+        for key, value in state.items():
+            value.load_state_dict(ckpt[key])
+        torch.set_rng_state(ckpt['torch_rng'].cpu())
+        start = ckpt['iter']
+    sample_dir = os.path.join(args.exp_dir, 'sample_img')
+    log_dir = os.path.join(args.exp_dir, 'logs')
+    for d in (model_dir, sample_dir, log_dir):
+        os.makedirs(d, exist_ok=True)
+    config = {k: v for k, v in vars(args).items() if k != 'func'}
+    pending = {}        # {(iteration, loss name): 0-dim tensor}, checked at each log and save
+
+    def draw():
+        return to_device(sampler_A.draw(), device), to_device(sampler_B.draw(), device)
+
+    def stop_if_broken(i=None):
+        """Stop on a non-finite loss since the last check; with i (before a save), or weight."""
+        bad = non_finite(pending) if pending else None
+        what = bad and f'iteration {bad[0]}: loss {bad[1]} is {float(pending[bad])}'
+        pending.clear()
+        if not what and i is not None:
+            # Losses are those before each update: a step that broke the weights shows only here.
+            var = non_finite(model.tf_state())
+            what = var and f'iteration {i}: variable {var} is not finite after the update'
+        if what:
+            kept = latest if os.path.exists(latest) else 'none yet'
+            raise UserError(f'{what}; training stopped, the last good checkpoint ({kept}) is kept')
+
+    def save(i, paths):
+        stop_if_broken(i)
+        save_checkpoint(paths, dict({k: v.state_dict() for k, v in state.items()}, iter=i + 1,
+                                    format=CHECKPOINT_FORMAT, config=config, torch_rng=torch.get_rng_state()))
+        for old in sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))[:-args.keep]:
+            os.remove(old)
+
+    log = MetricsLog(log_dir, start)
+    stop = StopRequest()
+    i = start - 1
+    bar = tqdm(range(start, args.max_iter), initial=start, total=args.max_iter, desc='train',
+               unit='it', dynamic_ncols=True)
+    try:
+        for i in bar:
+            d_num = args.d_burst if i % args.d_burst_every == 0 else 1
+            for k in range(d_num):
+                loss_D = trainer.d_step(*draw())
+                step = f' (D step {k + 1} of {d_num})' if d_num > 1 else ''
+                pending.update({(i, n + step): v for n, v in loss_D.items()})
+            loss_G = trainer.g_step(*draw())
+            pending.update({(i, n): v for n, v in loss_G.items()})
+
+            if i % args.log_every == 0:
+                stop_if_broken()
+                values, _ = evaluate(model, *draw())
+                values.update(g_learning_rate=args.lr, d_learning_rate=args.lr)
+                log.log(i, values)
+                bar.set_postfix(loss_G=f'{values["loss_G"]:.4f}', loss_D=f'{values["loss_D"]:.4f}')
+            if i % args.sample_every == 0:
+                write_samples(model, *draw(), sample_dir, i, log)
+            if i % args.save_every == 0:
+                save(i, [os.path.join(model_dir, 'model_{:06d}.pt'.format(i)), latest])
+            if stop.requested:
+                break
+        if i >= start and i % args.save_every != 0:
+            save(i, [latest])
+    finally:
+        bar.close()
+        log.close()
+        stop.restore()
+    if stop.requested:
+        print(f'stopped after iteration {i}: saved {latest}; continue with --resume')
+    else:
+        print(f'done: {args.max_iter} iterations, checkpoint {latest}')
+
+
+# ---- demos: test.py (swap_attribute, interpolation, interpolation_matrix) ------------------------
+def imresize(img, size=IMG_SIZE):
+    """test.py: scipy.misc.imresize(img, (64, 64)), which is PIL's bilinear resize of uint8
+    (training resizes differently: train_resize). A 64x64 input passes unchanged, as in PIL."""
     img = np.asarray(img)
     if img.shape[:2] == (size, size):
         return img
     return np.asarray(Image.fromarray(img.astype(np.uint8)).resize((size, size), Image.BILINEAR))
-
 
 def imsave(path, img):
     """test.py / train.py: scipy.misc.imsave of a float array, which byte-scales it first:
@@ -605,7 +878,6 @@ def imsave(path, img):
     scale = 255.0 / (hi - lo) if hi > lo else 1.0
     img = ((img - lo) * scale).clip(0, 255) + 0.5
     Image.fromarray(img.astype(np.uint8)).save(path)
-
 
 @contextlib.contextmanager
 def inference(model):
@@ -618,20 +890,13 @@ def inference(model):
     finally:
         model.train(was_training)
 
-
-def _device(model):
-    return next(model.parameters()).device
-
-
 def _batch(model, imgs):
     """HxWx3 images in [0, 255] -> a float32 NCHW batch on the model's device."""
     arr = np.stack([imresize(img) for img in imgs]).astype(np.float32)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(_device(model))
-
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(next(model.parameters()).device)
 
 def _image(t):
     return t[0].permute(1, 2, 0).float().cpu().numpy()
-
 
 def swap(model, src, att):
     """test.py: swap_attribute. out1 = Bx (src gains att's attribute), out2 = Ae (att loses it)."""
@@ -643,7 +908,6 @@ def swap(model, src, att):
         out2 = model.joiner(A, torch.zeros_like(e))
         return _image(out1), _image(out2)
 
-
 def interpolation(model, src, att, n):
     """test.py: interpolation. The row [src, joiner(B, x * 1/n), ..., joiner(B, x * n/n)]."""
     with inference(model):
@@ -654,7 +918,6 @@ def interpolation(model, src, att, n):
             lambda_i = i / float(n)
             out.append(_image(model.joiner(B, x * lambda_i)))
         return np.concatenate(out, axis=1)
-
 
 def matrix(model, src, atts, size):
     """test.py: interpolation_matrix. An m x n grid blending four attribute codes bilinearly,
@@ -686,341 +949,7 @@ def matrix(model, src, atts, size):
     return np.concatenate((first_col, out, last_col), axis=1)
 
 
-# ----------------------------------------------------------------------------------------------
-# devices, checkpoints, logs
-# ----------------------------------------------------------------------------------------------
-CHECKPOINT_FORMAT = 'genegan-pytorch/1'
-
-
-def pick_device(name='auto'):
-    """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does."""
-    available = [d for d, ok in (('mps', torch.backends.mps.is_available()),
-                                 ('cuda', torch.cuda.is_available()), ('cpu', True)) if ok]
-    if name == 'auto':
-        return torch.device(available[0])
-    if name.split(':')[0] not in available:
-        raise UserError(f'device {name!r} is not available here; available: auto, {", ".join(available)}')
-    return torch.device(name)
-
-
-def configure_backends(device, tf32=False):
-    """cuDNN autotuning on; TF32 off unless asked for, since the TF code computes in float32."""
-    if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-
-
-def save_checkpoint(paths, state):
-    """Serialise once, then write each path through a temp file, fsync and rename: a kill or a
-    full disk at any moment leaves the file that was there before intact."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    for path in paths:
-        tmp = path + '.tmp'
-        try:
-            with open(tmp, 'wb') as f:
-                f.write(buf.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise UserError(f'could not write checkpoint {path} ({err.strerror or err}); '
-                            f'the previous checkpoint is left as it was')
-
-
-def load_checkpoint(path, device='cpu'):
-    """A checkpoint of this project, loaded with weights_only=True: a file whose pickle would run
-    code is refused, never executed."""
-    import pickle
-    if not os.path.isfile(path):
-        raise UserError(f'checkpoint not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UserError(f'refused to load {path}: it holds more than weights '
-                        f'(torch.load(weights_only=True) rejected it: {str(err).splitlines()[0]})')
-    except Exception as err:
-        raise UserError(f'checkpoint {path} is truncated or not a checkpoint ({type(err).__name__})')
-    if not isinstance(ckpt, dict) or ckpt.get('format') != CHECKPOINT_FORMAT:
-        raise UserError(f'{path} is not a GeneGAN checkpoint of this project')
-    return ckpt
-
-
-def latest_checkpoint(model_dir):
-    """latest.pt, else the newest model_*.pt."""
-    latest = os.path.join(model_dir, 'latest.pt')
-    if os.path.isfile(latest):
-        return latest
-    saved = sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))
-    if not saved:
-        raise UserError(f'no checkpoint in {model_dir} (train first, or pass --ckpt PATH)')
-    return saved[-1]
-
-
-def model_from_checkpoint(ckpt, path, device):
-    """Rebuild the model from the checkpoint's own config (second_ratio)."""
-    model = GeneGAN(ckpt['config']['second_ratio'])
-    try:
-        model.load_state_dict(ckpt['model'])
-    except (RuntimeError, KeyError) as err:
-        raise UserError(f'checkpoint {path} does not fit its own config: {str(err).splitlines()[0]}')
-    return model.to(device)
-
-
-class MetricsLog:
-    """{exp_dir}/logs/metrics.jsonl (one JSON object per logged iteration) and TensorBoard
-    scalars beside it when tensorboard is installed. On resume, records from iterations that
-    will run again are dropped from both."""
-
-    def __init__(self, log_dir, start):
-        self.path = os.path.join(log_dir, 'metrics.jsonl')
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                keep = [line for line in f if line.strip() and json.loads(line)['iter'] < start]
-            with open(self.path + '.tmp', 'w') as f:
-                f.writelines(keep)
-            os.replace(self.path + '.tmp', self.path)
-        self.file = open(self.path, 'a')
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self.writer = None
-            print(f'tensorboard is not installed: metrics go to {self.path} only', file=sys.stderr)
-        else:
-            self.writer = SummaryWriter(log_dir, purge_step=start or None)
-
-    def log(self, i, values):
-        self.file.write(json.dumps({'iter': i, **values}) + '\n')
-        self.file.flush()
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(key, value, i)
-
-    def close(self):
-        self.file.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
-# ----------------------------------------------------------------------------------------------
-# train: train.py
-# ----------------------------------------------------------------------------------------------
-def prepare_for_training(model, device, compile=False):
-    """The model on the device in channels_last (oneDNN's and cuDNN's preferred layout); with
-    compile, each of the four networks is torch.compile'd in place (state-dict names unchanged)."""
-    model = model.to(device, memory_format=torch.channels_last)
-    if compile:
-        for net in (model.splitter, model.joiner, model.D_Ax, model.D_Be):
-            net.compile()
-    return model
-
-
-def to_device(batch, device):
-    """uint8 NHWC from the cache -> float32 NCHW on the device, channels_last in memory (the
-    permute is free). The copy is of uint8 (4x less traffic) and asynchronous from pinned memory."""
-    batch = torch.from_numpy(np.ascontiguousarray(batch))
-    if device.type == 'cuda':
-        batch = batch.pin_memory()
-    return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-
-
-@torch.inference_mode()
-def evaluate(model, Ax, Be):
-    """train.py: the merged summary, all losses on a fresh batch, BN statistics untouched."""
-    with batch_stats_only(model):
-        t = build_model(model, Ax, Be)
-        loss = {**G_loss(model, Ax, Be, t), **D_loss(t)}
-    return {k: float(v) for k, v in loss.items()}, t
-
-
-def write_samples(model, Ax, Be, sample_dir, i):
-    """train.py: iter_{i:06d}_{j}.jpg, each the row [Ax, Be, Ae, Bx, Ax2, Be2]."""
-    _, t = evaluate(model, Ax, Be)
-    row = torch.cat([Ax, Be, t['Ae'], t['Bx'], t['Ax2'], t['Be2']], dim=3)
-    row = row.permute(0, 2, 3, 1).cpu().numpy()
-    for j in range(min(NUM_SAMPLE_ROWS, len(row))):
-        imsave(os.path.join(sample_dir, 'iter_{:06d}_{}.jpg'.format(i, j)), row[j])
-
-
-class StopRequest:
-    """Ctrl-C (SIGINT) or SIGTERM ask the loop to stop at the end of the current iteration and
-    save; a second Ctrl-C stops at once."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        print('\nstopping at the end of this iteration to save a checkpoint '
-              '(Ctrl-C again quits without saving)', file=sys.stderr)
-
-    def restore(self):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-
-def first_non_finite(pending):
-    """pending: [(iteration, {name: 0-dim tensor})]. One host sync for the lot."""
-    if not pending:
-        return None
-    values = torch.stack([torch.stack(list(losses.values())) for _, losses in pending]).cpu()
-    bad = (~torch.isfinite(values)).nonzero()
-    if len(bad) == 0:
-        return None
-    row, col = bad[0].tolist()
-    i, losses = pending[row]
-    return i, list(losses)[col], float(values[row, col])
-
-
-def check_batch_size(args, idxs1, idxs2):
-    for idxs, what in ((idxs1, 'set A (with'), (idxs2, 'set B (without')):
-        if args.batch_size > len(idxs):
-            raise UserError(f'--batch_size {args.batch_size} is larger than {what} '
-                            f'{args.attribute}: {len(idxs)} images)')
-
-
-def train(args):
-    device = pick_device(args.device)
-    configure_backends(device, args.tf32)
-    if not os.path.isdir(args.data_dir):
-        raise UserError(f'data directory not found: {args.data_dir}')
-    for name in ('batch_size', 'max_iter', 'd_burst', 'd_burst_every', 'save_every',
-                 'sample_every', 'log_every', 'keep'):
-        if getattr(args, name) < 1:
-            raise UserError(f'--{name} must be at least 1')
-    idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
-    model_dir = os.path.join(args.exp_dir, 'model')
-    latest = os.path.join(model_dir, 'latest.pt')
-    ckpt = None
-    if args.resume:
-        if not os.path.isfile(latest):
-            raise UserError(f'--resume: no checkpoint at {latest}')
-        ckpt = load_checkpoint(latest, device)
-        for key in ('second_ratio', 'attribute'):
-            if ckpt['config'][key] != getattr(args, key):
-                raise UserError(f'--resume: {latest} was trained with {key} '
-                                f'{ckpt["config"][key]!r}, not {getattr(args, key)!r}')
-    elif os.path.exists(latest):
-        raise UserError(f'{args.exp_dir} already holds a run ({latest}); '
-                        f'pass --resume to continue it, or choose another --exp_dir')
-    check_batch_size(args, idxs1, idxs2)
-    images, bad = load_cache(args.data_dir, rows, args.num_workers, args.skip_bad)
-    idxs1 = [i for i in idxs1 if i not in bad]
-    idxs2 = [i for i in idxs2 if i not in bad]
-    check_batch_size(args, idxs1, idxs2)
-
-    torch.manual_seed(args.seed)
-    model = prepare_for_training(GeneGAN(args.second_ratio), device, args.compile)
-    trainer = Trainer(model, args.lr)
-    sampler_A = Sampler(images, idxs1, args.batch_size, args.seed)
-    sampler_B = Sampler(images, idxs2, args.batch_size, args.seed + 1)
-    start = 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt['model'])
-        trainer.g_opt.load_state_dict(ckpt['g_opt'])
-        trainer.d_opt.load_state_dict(ckpt['d_opt'])
-        sampler_A.load_state_dict(ckpt['sampler_A'])
-        sampler_B.load_state_dict(ckpt['sampler_B'])
-        torch.set_rng_state(ckpt['torch_rng'].cpu())
-        start = ckpt['iter']
-    sample_dir = os.path.join(args.exp_dir, 'sample_img')
-    log_dir = os.path.join(args.exp_dir, 'logs')
-    for d in (model_dir, sample_dir, log_dir):
-        os.makedirs(d, exist_ok=True)
-    config = {k: v for k, v in vars(args).items() if k != 'func'}
-
-    def draw():
-        return to_device(sampler_A.draw(), device), to_device(sampler_B.draw(), device)
-
-    def save(i, paths):
-        save_checkpoint(paths, dict(
-            format=CHECKPOINT_FORMAT, iter=i + 1, config=config, model=model.state_dict(),
-            g_opt=trainer.g_opt.state_dict(), d_opt=trainer.d_opt.state_dict(),
-            sampler_A=sampler_A.state_dict(), sampler_B=sampler_B.state_dict(),
-            torch_rng=torch.get_rng_state()))
-
-    def stop_broken(what):
-        kept = latest if os.path.exists(latest) else 'none yet'
-        raise UserError(f'{what}; training stopped, the last good checkpoint ({kept}) is kept')
-
-    def check(pending):
-        bad = first_non_finite(pending)
-        pending.clear()
-        if bad is not None:
-            stop_broken(f'iteration {bad[0]}: loss {bad[1]} is {bad[2]}')
-
-    def check_weights(i):
-        # The losses are those before each update, so a step that broke the weights shows only
-        # here; one host sync, once per save.
-        state = model.tf_state()
-        finite = torch.stack([torch.isfinite(v).all() for v in state.values()]).cpu()
-        if not finite.all():
-            stop_broken(f'iteration {i}: variable {list(state)[int((~finite).nonzero()[0])]} '
-                        f'is not finite after the update')
-
-    log = MetricsLog(log_dir, start)
-    stop = StopRequest()
-    pending = []
-    i = start - 1
-    bar = tqdm(range(start, args.max_iter), initial=start, total=args.max_iter, desc='train',
-               unit='it', dynamic_ncols=True)
-    try:
-        for i in bar:
-            d_num = args.d_burst if i % args.d_burst_every == 0 else 1
-            for _ in range(d_num):
-                loss_D = trainer.d_step(*draw())
-            loss_G = trainer.g_step(*draw())
-            pending.append((i, {**loss_G, **loss_D}))
-
-            if i % args.log_every == 0:
-                check(pending)
-                values, _ = evaluate(model, *draw())
-                values.update(g_learning_rate=args.lr, d_learning_rate=args.lr)
-                log.log(i, values)
-                bar.set_postfix(loss_G=f'{values["loss_G"]:.4f}', loss_D=f'{values["loss_D"]:.4f}')
-            if i % args.sample_every == 0:
-                write_samples(model, *draw(), sample_dir, i)
-            if i % args.save_every == 0:
-                check(pending)
-                check_weights(i)
-                save(i, [os.path.join(model_dir, 'model_{:06d}.pt'.format(i)), latest])
-                for old in sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))[:-args.keep]:
-                    os.remove(old)
-            if stop.requested:
-                break
-        check(pending)
-        if i >= start and i % args.save_every != 0:
-            check_weights(i)
-            save(i, [latest])
-    finally:
-        bar.close()
-        log.close()
-        stop.restore()
-    if stop.requested:
-        print(f'stopped after iteration {i}: saved {latest}; continue with --resume')
-    else:
-        print(f'done: {args.max_iter} iterations, checkpoint {latest}')
-
-
-# ----------------------------------------------------------------------------------------------
-# demo commands: test.py main
-# ----------------------------------------------------------------------------------------------
-def read_image(path):
-    """test.py: misc.imread, as RGB (grayscale and RGBA are converted)."""
-    if not os.path.isfile(path):
-        raise UserError(f'image not found: {path}')
-    try:
-        return decode_rgb(path)
-    except ValueError as err:
-        raise UserError(f'{path}: {err}')
-
-
+# ---- demo commands: test.py main -----------------------------------------------------------------
 def write_outputs(out_dir, images):
     """Create out_dir if needed, then write {name: image} with test.py's imsave."""
     paths = []
@@ -1032,7 +961,6 @@ def write_outputs(out_dir, images):
     except OSError as err:
         raise UserError(f'cannot write to {out_dir}: {err.strerror or err}')
     print('wrote ' + ' '.join(paths))
-
 
 def demo(args):
     """test.py: main. Checks every input before the model runs, so bad input writes nothing."""
@@ -1054,9 +982,196 @@ def demo(args):
         write_outputs(args.out_dir, {'four_matrix.jpg': matrix(model, src, targets, args.size)})
 
 
-# ----------------------------------------------------------------------------------------------
-# toy CelebA: synthetic faces in CelebA's file layout, for tests and a first run without CelebA
-# ----------------------------------------------------------------------------------------------
+# ---- eval: an attribute classifier judges the edits (the AttGAN/STGAN protocol), PSNR what is kept 
+def held_out_rows(data_dir, rows):
+    """The test partition (2) of list_eval_partition.txt (or .csv), else the last 10% of rows.
+    Returns (held-out rows, training rows, what they are)."""
+    if any(os.path.isfile(os.path.join(data_dir, 'list_eval_partition' + ext)) for ext in ('.txt', '.csv')):
+        part = read_partition(data_dir, rows)
+        return ({i for i, p in enumerate(part) if p == PARTITIONS['test']},
+                {i for i, p in enumerate(part) if p == PARTITIONS['train']}, 'test partition')
+    first = rows - int(rows * HELD_OUT_SHARE)
+    return set(range(first, rows)), set(range(first)), f'rows {first + 1}-{rows} (no partition file)'
+
+def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, device):
+    """The critic architecture (model.py: discriminator) as a logistic attribute classifier, on
+    real 64x64 training images. Saved as DATA_DIR/classifier_{attr}.pt and reused until the
+    images, labels or rows change (as the cache is). Its logit > 0 means "has the attribute"."""
+    path = os.path.join(data_dir, f'classifier_{attribute}.pt')
+    key = hashlib.sha256(json.dumps([fingerprint, sorted(rows_A), sorted(rows_B)]).encode()).hexdigest()
+    clf = Discriminator().to(device)
+    if os.path.exists(path):
+        saved = load_checkpoint(path, device, CLASSIFIER_FORMAT, ('attribute', 'key', 'model'))
+        if saved['key'] == key:
+            clf.load_state_dict(saved['model'])
+            return clf.eval()
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(clf.parameters(), lr=CLASSIFIER_LR)
+    samplers = [Sampler(images, rows, CLASSIFIER_BATCH // 2, seed) for seed, rows in enumerate((rows_A, rows_B))]
+    target = torch.tensor([1.0] * (CLASSIFIER_BATCH // 2) + [0.0] * (CLASSIFIER_BATCH // 2), device=device)
+    for _ in tqdm(range(steps), desc=f'classifier {attribute}'):
+        logits = clf(to_device(np.concatenate([s.draw() for s in samplers]), device))[:, 0]
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    bns = [m for m in clf.modules() if isinstance(m, BatchNorm)]
+    for bn in bns:                              # moving statistics of the final weights
+        bn.reset_running_stats()
+        bn.momentum = None                      # a cumulative average
+    with torch.no_grad():
+        for _ in range(CLASSIFIER_BN_BATCHES):
+            clf(to_device(np.concatenate([s.draw() for s in samplers]), device))
+    for bn in bns:
+        bn.momentum = 1 - BN_DECAY
+    save_checkpoint([path], dict(format=CLASSIFIER_FORMAT, attribute=attribute, key=key,
+                                 model=clf.state_dict()))
+    return clf.eval()
+
+def psnr(a, b):
+    """Mean over the batch of each image's PSNR in dB, for images in [0, 255]."""
+    mse = (a - b).square().mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    return float((10 * torch.log10(255.0 ** 2 / mse)).mean())
+
+def evaluate_checkpoint(args):
+    """eval: score a checkpoint on held-out faces; prints a table and writes JSON."""
+    device = pick_device(args.device)
+    path = args.ckpt or latest_checkpoint(args.model_dir)
+    ckpt = load_checkpoint(path, device)
+    if ckpt['config'].get('attribute') != args.attribute:
+        raise UserError(f'{path} was trained on {ckpt["config"].get("attribute")!r}, not '
+                        f'{args.attribute!r}: pass --attr {ckpt["config"].get("attribute")}')
+    idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
+    held, train_rows, split = held_out_rows(args.data_dir, rows)
+    images, bad, fingerprint = load_cache(args.data_dir, rows, args.num_workers, skip_bad=True)
+    sets = {}
+    for name, idxs in (('A', idxs1), ('B', idxs2)):
+        sets[name] = [i for i in idxs if i in held and i not in bad]
+        if len(sets[name]) < args.num:
+            raise UserError(f'--num {args.num}: set {name} has only {len(sets[name])} held-out '
+                            f'images ({split}); lower --num')
+    out = args.out or os.path.join(os.path.dirname(path), f'eval_{args.attribute}_{ckpt["iter"]:06d}.json')
+    clf = classifier(args.data_dir, args.attribute, images,
+                     [i for i in idxs1 if i in train_rows and i not in bad],
+                     [i for i in idxs2 if i in train_rows and i not in bad], fingerprint,
+                     args.clf_steps, device)
+    model = model_from_checkpoint(ckpt, path, device)
+    Ax, Be = (to_device(images[sets[name][:args.num]], device) for name in ('A', 'B'))
+    with inference(model):                      # as test.py: moving statistics
+        t = build_model(model, Ax, Be)
+        says_A = {k: (clf(v)[:, 0] > 0).float().mean().item()
+                  for k, v in dict(Ax=Ax, Be=Be, Bx=t['Bx'], Ae=t['Ae']).items()}
+    result = dict(
+        checkpoint=path, iter=ckpt['iter'], attribute=args.attribute, held_out=split, num=args.num,
+        classifier_accuracy=(says_A['Ax'] + 1 - says_A['Be']) / 2,
+        transfer=says_A['Bx'], transfer_baseline=says_A['Be'],
+        removal=1 - says_A['Ae'], removal_baseline=1 - says_A['Ax'],
+        psnr_Ax2=psnr(t['Ax2'], Ax), psnr_Be2=psnr(t['Be2'], Be),
+        psnr_Bx_Be=psnr(t['Bx'], Be), psnr_Ae_Ax=psnr(t['Ae'], Ax))
+    for key, value in result.items():
+        print(f'{key:20s} {value:.3f}' if isinstance(value, float) else f'{key:20s} {value}')
+    atomic_write([out], json.dumps(result, indent=1).encode())
+    print(f'wrote {out}')
+    return result
+
+
+# ---- CLI -----------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
+        sys.exit(2)
+
+def build_parser():
+    parser = Parser(description='GeneGAN (arXiv:1705.04932), a PyTorch port of the official TF code.')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    def flags(*specs):                  # flags that several subcommands share
+        shared = argparse.ArgumentParser(add_help=False)
+        for names, kw in specs:
+            shared.add_argument(*names, **kw)
+        return shared
+    attr = flags((['-a', '--attr', '--attribute'], dict(
+        dest='attribute', default='Smiling', help='a column of list_attr_celeba: 1 is set A, -1 set B')))
+    data = flags((['--data_dir'], dict(default='datasets/celebA', help='CelebA or a toy set')))
+    workers = flags((['--num_workers'], dict(type=int, default=os.cpu_count(),
+                                             help='processes that build the 64x64 cache')))
+    device = flags((['--device'], dict(default='auto', help='auto (mps, cuda, cpu), or a device name')))
+    speed = flags((['--compile'], dict(action='store_true', help='torch.compile the four networks')),
+                  (['--tf32'], dict(action='store_true', help='allow TF32 on CUDA (off: float32, as TF)')))
+    model = flags((['--model_dir'], dict(default='train_log/model', help='its newest checkpoint')),
+                  (['--ckpt'], dict(help='a checkpoint file (instead of --model_dir)')))
+
+    def command(name, func, help, parents=()):
+        p = sub.add_parser(name, help=help, parents=parents,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(func=func)
+        return p.add_argument
+
+    add = command('train', train, 'train on CelebA-format data (train.py)',
+                  [attr, data, device, workers, speed])
+    add('--exp_dir', default='train_log', help='model/, logs/ and sample_img/ go here')
+    for flag, default in (('max_iter', MAX_ITER), ('batch_size', BATCH_SIZE), ('d_burst', D_BURST),
+                          ('d_burst_every', D_BURST_EVERY), ('save_every', SAVE_EVERY),
+                          ('sample_every', SAMPLE_EVERY), ('log_every', LOG_EVERY), ('seed', 0)):
+        add(f'--{flag}', type=int, default=default, help='train.py, dataset.py')
+    add('--lr', type=float, default=LEARNING_RATE, help='dataset.py')
+    add('--second_ratio', type=float, default=SECOND_RATIO, help='dataset.py')
+    add('--keep', type=int, default=KEEP_CHECKPOINTS, help='model_*.pt files kept, as tf.train.Saver')
+    add('--partition', choices=('all', 'train'), default='all',
+        help='all rows (train.py), or the train rows of list_eval_partition')
+    add('--resume', action='store_true', help='continue from EXP_DIR/model/latest.pt')
+    add('--skip_bad', action='store_true', help='train without aligned images that are unreadable')
+
+    for mode, help_text in (('swap', 'swap an attribute between two faces'),
+                            ('interpolation', 'scale an attribute: interpolation.jpg'),
+                            ('matrix', 'blend four attribute codes: four_matrix.jpg')):
+        add = command(mode, demo, f'{help_text} (test.py)', [model, device])
+        add('-i', '--input', required=True, help='source image')
+        if mode == 'matrix':
+            add('--targets', nargs=4, required=True, help='four images with the attribute')
+            add('-s', '--size', nargs=2, type=int, default=[3, 3], metavar=('M', 'N'), help='grid rows, columns')
+        else:
+            add('-t', '--target', required=True, help='image with the attribute')
+        if mode == 'interpolation':
+            add('-n', '--num', type=int, default=2, help='interpolation steps')
+        add('--out_dir', default='.', help='created if missing')
+        sub.choices[mode].set_defaults(mode=mode)
+
+    add = command('eval', evaluate_checkpoint, 'score a checkpoint: attribute transfer, removal, PSNR',
+                  [attr, data, model, device, workers])
+    add('--num', type=int, default=100, help='held-out faces of each set')
+    add('--clf_steps', type=int, default=CLASSIFIER_STEPS, help='training steps of a new classifier')
+    add('--out', help='JSON file (default: eval_{attr}_{iter}.json beside the checkpoint)')
+
+    add = command('toy', make_toy, 'write a CelebA-format toy data set')
+    add('--out', required=True, help='a new folder')
+    add('--num', type=int, default=200, help='faces')
+    add('--seed', type=int, default=0, help='drawing seed')
+    add('--layout', choices=list(CELEBA_LAYOUTS), default='wild',
+        help='in-the-wild (data/), aligned-and-cropped (img_align_celeba/), or its CSV mirror')
+
+    add = command('bench', bench, 'time training, sampling and alignment on synthetic data',
+                  [device, speed])
+    add('--batch_size', type=int, default=BATCH_SIZE, help='images per set')
+    add('--iters', type=int, default=3, help='timed iterations')
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, OSError) as err:     # OSError: the file system (full disk, permissions)
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('interrupted: nothing saved since the last checkpoint', file=sys.stderr)
+        return 130
+    return 0
+
+
+
+# ---- toy CelebA: synthetic faces in CelebA's file layouts, for tests and a first run without CelebA 
 CELEBA_ATTRIBUTES = (
     '5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose '
     'Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee '
@@ -1064,10 +1179,13 @@ CELEBA_ATTRIBUTES = (
     'No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling '
     'Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace '
     'Wearing_Necktie Young').split()
+LANDMARK_NAMES = ('lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y '
+                  'leftmouth_x leftmouth_y rightmouth_x rightmouth_y').split()
 HAIR_COLOURS = {'Black_Hair': (30, 30, 35), 'Blond_Hair': (90, 200, 230),     # BGR
                 'Brown_Hair': (40, 70, 120), 'Gray_Hair': (160, 160, 165)}
-
-
+# img_align_celeba: 178x218 crops, the 5 landmarks near these places (means of CelebA's list)
+CELEBA_ALIGNED_SIZE = (178, 218)
+CELEBA_ALIGNED_LM = np.float32([[69, 111], [108, 111], [88, 134], [72, 152], [106, 152]])
 def draw_toy_face(rng, attrs):
     """One in-the-wild-sized canvas with a drawn face at a random place, scale and roll.
     Returns (BGR image, 5x2 integer landmarks in CelebA's order)."""
@@ -1124,49 +1242,60 @@ def draw_toy_face(rng, attrs):
         cv2.polylines(img, [pts([(-0.076, -0.17), (0.074, -0.17)])], False, (20, 20, 20), thick)
     return img, pts(landmarks)
 
-
 def make_toy(args):
-    """CelebA's layout: data/{:06d}.jpg, list_landmarks_celeba.txt, list_attr_celeba.txt."""
+    """CelebA's files in one of its layouts (CELEBA_LAYOUTS): the images, their 5 landmarks,
+    list_attr_celeba and list_eval_partition (rows 80/10/10% train/val/test, as CelebA's)."""
     import cv2
+    folders, landmark_file = CELEBA_LAYOUTS[args.layout]
+    stem, ext = os.path.splitext(landmark_file)
+    data = os.path.join(args.out, folders[0])
     if args.num < 2:
         raise UserError('--num must be at least 2')
-    data = os.path.join(args.out, 'data')
-    try:
-        os.makedirs(data, exist_ok=True)
-    except OSError as err:
-        raise UserError(f'cannot create {data}: {err.strerror}')
     if glob.glob(os.path.join(data, '*.jpg')):
         raise UserError(f'{data} already holds images; choose another --out')
+    os.makedirs(data, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    attr_rows, lm_rows = [], []
+    tables = {stem: [], 'list_attr_celeba': [], 'list_eval_partition': []}
     for i in range(args.num):
         attrs = dict(zip(CELEBA_ATTRIBUTES, rng.choice([-1, 1], len(CELEBA_ATTRIBUTES))))
         hair = rng.choice(list(HAIR_COLOURS) + [None])
         for key in HAIR_COLOURS:
             attrs[key] = 1 if key == hair else -1
         img, landmarks = draw_toy_face(rng, attrs)
+        if args.layout != 'wild':       # aligned and cropped as CelebA's: a similarity, then a crop
+            mat = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), CELEBA_ALIGNED_LM)[0]
+            img = cv2.warpAffine(img, mat, CELEBA_ALIGNED_SIZE)
+            landmarks = (landmarks @ mat[:, :2].T + mat[:, 2]).round().astype(int)
         name = '{:06d}.jpg'.format(i + 1)
         cv2.imwrite(os.path.join(data, name), img)
-        attr_rows.append(name + ' ' + ' '.join(f'{attrs[k]:2d}' for k in CELEBA_ATTRIBUTES))
-        lm_rows.append(name + ' ' + ' '.join(f'{v:4d}' for v in landmarks.ravel()))
-    header = ('lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y '
-              'leftmouth_x leftmouth_y rightmouth_x rightmouth_y')
-    with open(os.path.join(args.out, 'list_landmarks_celeba.txt'), 'w') as f:
-        f.write('\n'.join([str(args.num), header] + lm_rows) + '\n')
-    with open(os.path.join(args.out, 'list_attr_celeba.txt'), 'w') as f:
-        f.write('\n'.join([str(args.num), ' '.join(CELEBA_ATTRIBUTES)] + attr_rows) + '\n')
+        tables[stem].append([name, *landmarks.ravel()])
+        tables['list_attr_celeba'].append([name, *(attrs[k] for k in CELEBA_ATTRIBUTES)])
+        tables['list_eval_partition'].append([name, int(i >= 0.8 * args.num) + int(i >= 0.9 * args.num)])
+    for table, header in ((stem, LANDMARK_NAMES), ('list_attr_celeba', CELEBA_ATTRIBUTES),
+                          ('list_eval_partition', None)):
+        sep = ',' if ext == '.csv' else ' '
+        if ext == '.csv':
+            lines = [','.join(['image_id', *(header or ['partition'])])]
+        else:                           # CelebA's .txt: a count line and a header, but the partition
+            lines = [str(args.num), ' '.join(header)] if header else []
+        lines += [sep.join(str(v) for v in row) for row in tables[table]]
+        with open(os.path.join(args.out, table + ext), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
     print(f'wrote {args.num} toy faces to {args.out} (next: python align.py --data_dir {args.out})')
 
 
-# ----------------------------------------------------------------------------------------------
-# bench: seconds per training iteration, sampler and align throughput, on synthetic data
-# ----------------------------------------------------------------------------------------------
+# ---- bench: seconds per training iteration, sampler and align throughput, on synthetic data ------
 def synchronize(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    elif device.type == 'mps':
-        torch.mps.synchronize()
+    if device.type in ('cuda', 'mps'):
+        getattr(torch, device.type).synchronize()
 
+def rate(work, seconds=1.0):
+    """Calls of work() per second over about `seconds`."""
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        work()
+        n += 1
+    return n / (time.perf_counter() - t0)
 
 def bench(args):
     import cv2
@@ -1175,8 +1304,7 @@ def bench(args):
     device = pick_device(args.device)
     configure_backends(device, args.tf32)
     torch.manual_seed(0)
-    model = prepare_for_training(GeneGAN(), device, args.compile)
-    trainer = Trainer(model)
+    trainer = Trainer(prepare_for_training(GeneGAN(), device, args.compile))
     bs = args.batch_size
     images = np.random.default_rng(0).integers(0, 256, (8 * bs, IMG_SIZE, IMG_SIZE, 3), np.uint8)
     sampler_A = Sampler(images, range(0, 4 * bs), bs, 0)
@@ -1188,135 +1316,27 @@ def bench(args):
     def iteration():                         # train.py's loop body with d_num = 1
         trainer.d_step(*draw())
         trainer.g_step(*draw())
+        synchronize(device)
 
     with FlopCounterMode(display=False) as counter:
         iteration()                          # also the warm-up
-    flops = counter.get_total_flops()
     times = []
     for _ in range(args.iters):
-        synchronize(device)
         t0 = time.perf_counter()
         iteration()
-        synchronize(device)
         times.append(time.perf_counter() - t0)
     sec = float(np.median(times))
-
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < 1.0:
-        to_device(sampler_A.draw(), device)
-        n += bs
-    synchronize(device)
-    sampler_rate = n / (time.perf_counter() - t0)
-
-    rng = np.random.default_rng(0)
-    face = rng.integers(0, 256, (687, 409, 3), np.uint8)
+    sampler_rate = bs * rate(lambda: to_device(sampler_A.draw(), device))
+    face = np.random.default_rng(0).integers(0, 256, (687, 409, 3), np.uint8)
     landmarks = [165, 184, 244, 176, 196, 249, 194, 271, 266, 260]
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < 1.0:
-        cv2.imencode('.jpg', align.align_face_5p(face, landmarks))
-        n += 1
-    align_rate = n / (time.perf_counter() - t0)
-
+    align_rate = rate(lambda: cv2.imencode('.jpg', align.align_face_5p(face, landmarks)))
     print(f'device: {device} ({torch.get_num_threads()} CPU threads), batch {bs}, '
           f'{args.iters} timed iterations after 1 warm-up')
     print(f'train iteration (D step + clip + G step): {sec:.3f} s (median)')
     print(f'sampler (64x64 cache -> device): {sampler_rate:.0f} images/s')
     print(f'align.py per-image work (warp + JPEG encode), one process: {align_rate:.0f} images/s')
-    print(f'model FLOP per iteration: {flops / 1e12:.3f} TFLOP')
-    print(f'achieved: {flops / sec / 1e9:.1f} GFLOP/s')
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
-        sys.exit(2)
-
-
-def build_parser():
-    parser = Parser(description='GeneGAN (arXiv:1705.04932), a PyTorch port of the official TF code.')
-    sub = parser.add_subparsers(dest='command', required=True)
-
-    p = sub.add_parser('train', help='train on CelebA-format data (train.py)')
-    p.add_argument('-a', '--attr', '--attribute', dest='attribute', default='Smiling',
-                   help='a column of list_attr_celeba.txt (default: %(default)s)')
-    p.add_argument('--data_dir', default='datasets/celebA', help='default: %(default)s')
-    p.add_argument('--exp_dir', default='train_log', help='default: %(default)s')
-    p.add_argument('--max_iter', type=int, default=MAX_ITER, help='default: %(default)s')
-    p.add_argument('--batch_size', type=int, default=BATCH_SIZE, help='default: %(default)s')
-    p.add_argument('--lr', type=float, default=LEARNING_RATE, help='default: %(default)s')
-    p.add_argument('--second_ratio', type=float, default=SECOND_RATIO, help='default: %(default)s')
-    p.add_argument('--d_burst', type=int, default=D_BURST,
-                   help='D steps on iterations i %% d_burst_every == 0 (default: %(default)s)')
-    p.add_argument('--d_burst_every', type=int, default=D_BURST_EVERY, help='default: %(default)s')
-    p.add_argument('--save_every', type=int, default=SAVE_EVERY, help='default: %(default)s')
-    p.add_argument('--sample_every', type=int, default=SAMPLE_EVERY, help='default: %(default)s')
-    p.add_argument('--log_every', type=int, default=LOG_EVERY, help='default: %(default)s')
-    p.add_argument('--keep', type=int, default=KEEP_CHECKPOINTS,
-                   help='model_*.pt files kept, as tf.train.Saver (default: %(default)s)')
-    p.add_argument('--device', default='auto', help='auto (mps, cuda, cpu), or a device name')
-    p.add_argument('--seed', type=int, default=0, help='default: %(default)s')
-    p.add_argument('--num_workers', type=int, default=os.cpu_count(),
-                   help='processes that build the 64x64 cache (default: %(default)s)')
-    p.add_argument('--resume', action='store_true', help='continue from EXP_DIR/model/latest.pt')
-    p.add_argument('--skip_bad', action='store_true',
-                   help='train without aligned images that are missing or unreadable')
-    p.add_argument('--compile', action='store_true', help='torch.compile the four networks')
-    p.add_argument('--tf32', action='store_true', help='allow TF32 on CUDA (off: float32 as TF)')
-    p.set_defaults(func=train)
-
-    for mode, help_text in (('swap', 'swap an attribute between two faces'),
-                            ('interpolation', 'scale an attribute: interpolation.jpg'),
-                            ('matrix', 'blend four attribute codes: four_matrix.jpg')):
-        p = sub.add_parser(mode, help=f'{help_text} (test.py)')
-        p.add_argument('-i', '--input', required=True, help='source image')
-        if mode == 'matrix':
-            p.add_argument('--targets', nargs=4, required=True, help='four images with the attribute')
-            p.add_argument('-s', '--size', nargs=2, type=int, default=[3, 3], metavar=('M', 'N'),
-                           help='rows and columns of the grid (default: 3 3)')
-        else:
-            p.add_argument('-t', '--target', required=True, help='image with the attribute')
-        if mode == 'interpolation':
-            p.add_argument('-n', '--num', type=int, default=2, help='interpolation steps (default: 2)')
-        p.add_argument('--model_dir', default='train_log/model',
-                       help='newest checkpoint in it (default: %(default)s)')
-        p.add_argument('--ckpt', help='a checkpoint file (instead of --model_dir)')
-        p.add_argument('--out_dir', default='.', help='default: %(default)s')
-        p.add_argument('--device', default='auto')
-        p.set_defaults(func=demo, mode=mode)
-
-    p = sub.add_parser('toy', help='write a CelebA-format toy data set')
-    p.add_argument('--out', required=True)
-    p.add_argument('--num', type=int, default=200, help='default: %(default)s')
-    p.add_argument('--seed', type=int, default=0, help='default: %(default)s')
-    p.set_defaults(func=make_toy)
-
-    p = sub.add_parser('bench', help='time training, sampling and alignment on synthetic data')
-    p.add_argument('--batch_size', type=int, default=BATCH_SIZE, help='default: %(default)s')
-    p.add_argument('--iters', type=int, default=3, help='timed iterations (default: %(default)s)')
-    p.add_argument('--device', default='auto')
-    p.add_argument('--compile', action='store_true')
-    p.add_argument('--tf32', action='store_true')
-    p.set_defaults(func=bench)
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except UserError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    except OSError as err:      # the file system (full disk, permissions); checkpoints stay intact
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('interrupted: nothing saved since the last checkpoint', file=sys.stderr)
-        return 130
-    return 0
+    print(f'model FLOP per iteration: {counter.get_total_flops() / 1e12:.3f} TFLOP')
+    print(f'achieved: {counter.get_total_flops() / sec / 1e9:.1f} GFLOP/s')
 
 
 if __name__ == '__main__':
