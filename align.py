@@ -7,9 +7,9 @@ ported; its unused align_2p / align_face_2p are left out.
 
 Reads one of CelebA's downloads (genegan.CELEBA_LAYOUTS): the in-the-wild DATA_DIR/data/*.jpg with
 list_landmarks_celeba.txt (preprocess.py's input), or the aligned-and-cropped img_align_celeba/*.jpg
-with list_landmarks_align_celeba.txt (or its CSV mirror). Writes OUT_DIR/{:06d}.jpg. Restartable: images already aligned (256x256, readable) are skipped, each
-image is written through a temp file and a rename, and unreadable inputs are reported in
-OUT_DIR/failed.txt while the rest are aligned.
+with list_landmarks_align_celeba.txt (or its CSV mirror). Writes OUT_DIR/{:06d}.jpg. Restartable:
+images already aligned (256x256, readable) are skipped, each image is written through a temp file
+and a rename, and unreadable inputs are reported in OUT_DIR/failed.txt while the rest are aligned.
 """
 import argparse
 import glob
@@ -20,10 +20,9 @@ from multiprocessing import Pool
 
 import cv2
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from genegan import ALIGNED_SIZE, CELEBA_LAYOUTS, UserError, read_table
+from genegan import ALIGNED_SIZE, CELEBA_LAYOUTS, UserError, read_image, read_table
 
 FAILED_LIST = 'failed.txt'
 
@@ -51,7 +50,8 @@ def _get_align_5p_mat23_size_256(lm):
     )  # magic number 0.34967 to compensate scaling from average landmarks
 
     left_eye_pupil_y = mf[0][1]
-    # In an aligned face image, the ratio between the vertical distances from eye to the top and bottom is 1:1.42
+    # In an aligned face image, the ratio between the vertical distances from eye to the top and
+    # bottom is 1:1.42
     ratioy = (left_eye_pupil_y * ratio + 0.5) * (1 + 1.42)
     mf[:, 0] = (mf[:, 0] * ratio + 0.5) * width
     mf[:, 1] = (mf[:, 1] * ratio + 0.5) * width / ratioy
@@ -123,19 +123,18 @@ def check_landmarks_fit(image_dir, landmark_file, landmarks):
         xs, ys = lm[0::2], lm[1::2]
         if img is not None and (max(xs) >= img.shape[1] or max(ys) >= img.shape[0] or min(lm) < 0):
             raise UserError(
-                f'{image_dir}/{i + 1:06d}.jpg is {img.shape[1]}x{img.shape[0]} but its landmarks in '
-                f'{landmark_file} reach ({max(xs)}, {max(ys)}): images and landmarks come from different '
-                f'CelebA downloads. Put img_align_celeba/*.jpg with list_landmarks_align_celeba.txt, '
+                f'{image_dir}/{i + 1:06d}.jpg is {img.shape[1]}x{img.shape[0]} but its landmarks '
+                f'in {landmark_file} reach ({max(xs)}, {max(ys)}): images and landmarks come from '
+                f'different CelebA downloads. Put img_align_celeba/*.jpg with '
+                f'list_landmarks_align_celeba.txt, '
                 f'or the in-the-wild images in data/ with list_landmarks_celeba.txt')
 
 
 def is_aligned(path):
-    """A finished output: a readable 256x256 JPEG (what a previous run wrote)."""
+    """A finished output: a readable 256x256 image (what a previous run wrote)."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.size == (ALIGNED_SIZE, ALIGNED_SIZE)
-    except (OSError, SyntaxError, ValueError):
+        return read_image(path, ALIGNED_SIZE) is not None
+    except UserError:
         return False
 
 
@@ -172,7 +171,8 @@ def main(data_dir, out_dir, num_workers, layout=None):
         raise UserError(f'{landmark_file} has {len(landmarks)} rows but {image_dir} has '
                         f'{len(im_list)} .jpg images')
     check_landmarks_fit(image_dir, landmark_file, landmarks)
-    print(f'aligning {len(im_list)} images of the {layout!r} layout: {image_dir} with {landmark_file}')
+    print(f'aligning {len(im_list)} images of the {layout!r} layout: {image_dir} '
+          f'with {landmark_file}')
     os.makedirs(out_dir, exist_ok=True)
 
     partial_work = partial(work, image_dir, out_dir, landmarks)

@@ -59,7 +59,7 @@ KEEP_CHECKPOINTS = 5         # tf.train.Saver default max_to_keep
 TRAIN_RESIZE_STRIDE = 4      # dataset.py's resize_images 256 -> 64 samples exactly every 4th pixel
 ALIGNED_SIZE = 256           # preprocess.py: align_face_5p(..., 256)
 PARTITIONS = {'train': 0, 'val': 1, 'test': 2}   # CelebA's list_eval_partition.txt
-HELD_OUT_SHARE = 0.1         # eval without a partition file: the last 10% of rows (as CelebA's test)
+HELD_OUT_SHARE = 0.1         # eval without a partition file: the last 10% of rows, as CelebA's
 CHECKPOINT_FORMAT = 'genegan-pytorch/1'
 # eval's attribute classifier: this project's choice (the official code has no eval)
 CLASSIFIER_FORMAT = 'genegan-pytorch-classifier/1'
@@ -79,7 +79,8 @@ class UserError(Exception):
 CELEBA_LAYOUTS = {     # align.py's input, in order of preference: (image folders, landmark file)
     'wild': (['data'], 'list_landmarks_celeba.txt'),                     # the official one
     'align': (['img_align_celeba'], 'list_landmarks_align_celeba.txt'),  # 178x218 crops
-    'csv': (['img_align_celeba/img_align_celeba', 'img_align_celeba'], 'list_landmarks_align_celeba.csv'),
+    'csv': (['img_align_celeba/img_align_celeba', 'img_align_celeba'],      # the CSV mirror
+            'list_landmarks_align_celeba.csv'),
 }
 
 def read_table(data_dir, name):
@@ -91,7 +92,8 @@ def read_table(data_dir, name):
     if '.' not in name and not os.path.isfile(path) and os.path.isfile(path[:-4] + '.csv'):
         path = path[:-4] + '.csv'
     if not os.path.isfile(path):
-        raise UserError(f'{name} not found in {data_dir}' + ('' if '.' in name else ' (as .txt or .csv)'))
+        wanted = name if '.' in name else name + '.txt (or .csv)'
+        raise UserError(f'{wanted} not found in {data_dir}')
     with open(path, 'r') as f:
         lines = f.read().strip().replace(',', ' ').split('\n')
     names, start = None, 0
@@ -117,7 +119,8 @@ def read_table(data_dir, name):
 
 def read_attributes(data_dir, attribute):
     """dataset.py: Dataset.__init__. Rows marked 1 form set A (Ax, has the attribute), rows
-    marked -1 set B (Be); row i is the image align_5p/{i+1:06d}.jpg. Returns (idxs1, idxs2, rows)."""
+    marked -1 set B (Be); row i is the image align_5p/{i+1:06d}.jpg. Returns (idxs1, idxs2, rows)
+    with rows the number of rows."""
     path, names, rows = read_table(data_dir, 'list_attr_celeba')
     if attribute not in (names or []):
         raise UserError(f'attribute {attribute!r} is not in {path}; valid: {" ".join(names or [])}')
@@ -151,7 +154,8 @@ def read_image(path, size=None):
         with Image.open(path) as im:
             img = np.asarray(im.convert('RGB'))
     except Image.DecompressionBombError:
-        raise UserError(f'{path}: too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS} pixels)')
+        raise UserError(f'{path}: too large to decode safely '
+                        f'(over {2 * Image.MAX_IMAGE_PIXELS} pixels)')
     except (OSError, SyntaxError, ValueError) as err:
         raise UserError(f'{path}: not a readable image ({type(err).__name__})')
     if size and img.shape[:2] != (size, size):
@@ -387,7 +391,8 @@ class Joiner(nn.Module):
         return (torch.tanh(X) + 1) * 255.0 / 2
 
 # PyTorch state-dict names <-> official TF variable names, e.g.
-# splitter.conv2.batch_normalization.running_mean <-> G_splitter/conv2/batch_normalization/moving_mean
+# splitter.conv2.batch_normalization.running_mean <->
+# G_splitter/conv2/batch_normalization/moving_mean
 TF_SCOPES = {'splitter': 'G_splitter', 'joiner': 'G_joiner', 'D_Ax': 'D_Ax', 'D_Be': 'D_Be'}
 TF_BN_NAMES = {'weight': 'gamma', 'bias': 'beta', 'running_mean': 'moving_mean',
                'running_var': 'moving_variance'}
@@ -430,7 +435,8 @@ class GeneGAN(nn.Module):
 
     def tf_variables(self):
         """All model variables as {official TF name: numpy array in TF layout}."""
-        return {k: to_tf_layout(v.detach()).cpu().numpy().copy() for k, v in self.tf_state().items()}
+        return {k: to_tf_layout(v.detach()).cpu().numpy().copy()
+                for k, v in self.tf_state().items()}
 
     @torch.no_grad()
     def load_tf_variables(self, variables):
@@ -446,7 +452,8 @@ class GeneGAN(nn.Module):
             expected = tuple(to_tf_layout(tensor).shape)
             got = tuple(np.shape(variables[name]))
             if got != expected:
-                raise ValueError(f'TF variable {name} has shape {list(got)}, expected {list(expected)}')
+                raise ValueError(f'TF variable {name} has shape {list(got)}, '
+                                 f'expected {list(expected)}')
         for name, tensor in ours.items():
             tensor.copy_(from_tf_layout(variables[name], tensor))
 
@@ -559,7 +566,8 @@ class Trainer:
 
 
 # ---- devices, checkpoints, logs ------------------------------------------------------------------
-CHECKPOINT_KEYS = ('iter', 'config', 'model', 'g_opt', 'd_opt', 'sampler_A', 'sampler_B', 'torch_rng')
+CHECKPOINT_KEYS = ('iter', 'config', 'model', 'g_opt', 'd_opt', 'sampler_A', 'sampler_B',
+                   'torch_rng')
 
 def pick_device(name='auto'):
     """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does."""
@@ -568,7 +576,8 @@ def pick_device(name='auto'):
     if name == 'auto':
         return torch.device(available[0])
     if name.split(':')[0] not in available:
-        raise UserError(f'device {name!r} is not available here; available: auto, {", ".join(available)}')
+        raise UserError(f'device {name!r} is not available here; '
+                        f'available: auto, {", ".join(available)}')
     return torch.device(name)
 
 def configure_backends(device, tf32=False):
@@ -622,7 +631,7 @@ def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_K
         raise UserError(f'{path} is a PyTorch file, but not a {fmt} file of this project')
     missing = [key for key in keys if key not in ckpt]
     if missing:
-        raise UserError(f'{path} lacks {", ".join(missing)} (damaged, or not written by genegan.py)')
+        raise UserError(f'{path} lacks {", ".join(missing)} (not written by genegan.py?)')
     return ckpt
 
 def latest_checkpoint(model_dir):
@@ -641,7 +650,8 @@ def model_from_checkpoint(ckpt, path, device):
         model = GeneGAN(ckpt['config']['second_ratio'])
         model.load_state_dict(ckpt['model'])
     except (RuntimeError, KeyError, TypeError) as err:
-        raise UserError(f'checkpoint {path} does not fit its own config: {str(err).splitlines()[0]}')
+        raise UserError(f'checkpoint {path} does not fit its own config: '
+                        f'{str(err).splitlines()[0]}')
     return model.to(device)
 
 class MetricsLog:
@@ -739,6 +749,11 @@ class StopRequest:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
 
+def require_positive(args, *names):
+    for name in names:
+        if getattr(args, name) < 1:
+            raise UserError(f'--{name} must be at least 1')
+
 def non_finite(named):
     """The first key of {key: tensor} whose tensor is not all finite, or None: one host sync."""
     finite = torch.stack([torch.isfinite(v).all() for v in named.values()]).cpu()
@@ -749,14 +764,13 @@ def train(args):
     configure_backends(device, args.tf32)
     if not os.path.isdir(args.data_dir):
         raise UserError(f'data directory not found: {args.data_dir}')
-    for name in ('batch_size', 'max_iter', 'd_burst', 'd_burst_every', 'save_every',
-                 'sample_every', 'log_every', 'keep'):
-        if getattr(args, name) < 1:
-            raise UserError(f'--{name} must be at least 1')
+    require_positive(args, 'batch_size', 'max_iter', 'd_burst', 'd_burst_every', 'save_every',
+                     'sample_every', 'log_every', 'keep')
     idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
     held = set()           # train.py trains on every row; --partition train leaves out val and test
     if args.partition == 'train':
-        held = {i for i, p in enumerate(read_partition(args.data_dir, rows)) if p != PARTITIONS['train']}
+        part = read_partition(args.data_dir, rows)
+        held = {i for i, p in enumerate(part) if p != PARTITIONS['train']}
     model_dir = os.path.join(args.exp_dir, 'model')
     latest = os.path.join(model_dir, 'latest.pt')
     ckpt = None
@@ -817,8 +831,9 @@ def train(args):
 
     def save(i, paths):
         stop_if_broken(i)
-        save_checkpoint(paths, dict({k: v.state_dict() for k, v in state.items()}, iter=i + 1,
-                                    format=CHECKPOINT_FORMAT, config=config, torch_rng=torch.get_rng_state()))
+        save_checkpoint(paths, dict({k: v.state_dict() for k, v in state.items()},
+                                    format=CHECKPOINT_FORMAT, iter=i + 1, config=config,
+                                    torch_rng=torch.get_rng_state()))
         for old in sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))[:-args.keep]:
             os.remove(old)
 
@@ -965,8 +980,8 @@ def write_outputs(out_dir, images):
 def demo(args):
     """test.py: main. Checks every input before the model runs, so bad input writes nothing."""
     device = pick_device(args.device)
-    if args.mode == 'interpolation' and args.num < 1:
-        raise UserError('--num must be at least 1')
+    if args.mode == 'interpolation':
+        require_positive(args, 'num')
     if args.mode == 'matrix' and min(args.size) < 2:
         raise UserError('--size needs two numbers of at least 2 (test.py divides by M-1 and N-1)')
     src = read_image(args.input)
@@ -977,28 +992,31 @@ def demo(args):
         out1, out2 = swap(model, src, targets[0])
         write_outputs(args.out_dir, {'out1.jpg': out1, 'out2.jpg': out2})
     elif args.mode == 'interpolation':
-        write_outputs(args.out_dir, {'interpolation.jpg': interpolation(model, src, targets[0], args.num)})
+        row = interpolation(model, src, targets[0], args.num)
+        write_outputs(args.out_dir, {'interpolation.jpg': row})
     else:
         write_outputs(args.out_dir, {'four_matrix.jpg': matrix(model, src, targets, args.size)})
 
 
-# ---- eval: an attribute classifier judges the edits (the AttGAN/STGAN protocol), PSNR what is kept 
+# ---- eval: a classifier judges the edits (AttGAN/STGAN protocol), PSNR what is kept ------------
 def held_out_rows(data_dir, rows):
     """The test partition (2) of list_eval_partition.txt (or .csv), else the last 10% of rows.
     Returns (held-out rows, training rows, what they are)."""
-    if any(os.path.isfile(os.path.join(data_dir, 'list_eval_partition' + ext)) for ext in ('.txt', '.csv')):
+    if any(os.path.isfile(os.path.join(data_dir, 'list_eval_partition' + ext))
+           for ext in ('.txt', '.csv')):
         part = read_partition(data_dir, rows)
         return ({i for i, p in enumerate(part) if p == PARTITIONS['test']},
                 {i for i, p in enumerate(part) if p == PARTITIONS['train']}, 'test partition')
     first = rows - int(rows * HELD_OUT_SHARE)
-    return set(range(first, rows)), set(range(first)), f'rows {first + 1}-{rows} (no partition file)'
+    return set(range(first, rows)), set(range(first)), f'rows {first + 1}-{rows} (no partition)'
 
 def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, device):
     """The critic architecture (model.py: discriminator) as a logistic attribute classifier, on
     real 64x64 training images. Saved as DATA_DIR/classifier_{attr}.pt and reused until the
     images, labels or rows change (as the cache is). Its logit > 0 means "has the attribute"."""
     path = os.path.join(data_dir, f'classifier_{attribute}.pt')
-    key = hashlib.sha256(json.dumps([fingerprint, sorted(rows_A), sorted(rows_B)]).encode()).hexdigest()
+    key = json.dumps([fingerprint, sorted(rows_A), sorted(rows_B)])
+    key = hashlib.sha256(key.encode()).hexdigest()
     clf = Discriminator().to(device)
     if os.path.exists(path):
         saved = load_checkpoint(path, device, CLASSIFIER_FORMAT, ('attribute', 'key', 'model'))
@@ -1007,8 +1025,9 @@ def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, 
             return clf.eval()
     torch.manual_seed(0)
     opt = torch.optim.Adam(clf.parameters(), lr=CLASSIFIER_LR)
-    samplers = [Sampler(images, rows, CLASSIFIER_BATCH // 2, seed) for seed, rows in enumerate((rows_A, rows_B))]
-    target = torch.tensor([1.0] * (CLASSIFIER_BATCH // 2) + [0.0] * (CLASSIFIER_BATCH // 2), device=device)
+    half = CLASSIFIER_BATCH // 2
+    samplers = [Sampler(images, rows_A, half, 0), Sampler(images, rows_B, half, 1)]
+    target = torch.tensor([1.0] * half + [0.0] * half, device=device)
     for _ in tqdm(range(steps), desc=f'classifier {attribute}'):
         logits = clf(to_device(np.concatenate([s.draw() for s in samplers]), device))[:, 0]
         loss = F.binary_cross_entropy_with_logits(logits, target)
@@ -1036,6 +1055,7 @@ def psnr(a, b):
 def evaluate_checkpoint(args):
     """eval: score a checkpoint on held-out faces; prints a table and writes JSON."""
     device = pick_device(args.device)
+    require_positive(args, 'num', 'clf_steps')
     path = args.ckpt or latest_checkpoint(args.model_dir)
     ckpt = load_checkpoint(path, device)
     if ckpt['config'].get('attribute') != args.attribute:
@@ -1050,7 +1070,8 @@ def evaluate_checkpoint(args):
         if len(sets[name]) < args.num:
             raise UserError(f'--num {args.num}: set {name} has only {len(sets[name])} held-out '
                             f'images ({split}); lower --num')
-    out = args.out or os.path.join(os.path.dirname(path), f'eval_{args.attribute}_{ckpt["iter"]:06d}.json')
+    out = args.out or os.path.join(os.path.dirname(path),
+                                   f'eval_{args.attribute}_{ckpt["iter"]:06d}.json')
     clf = classifier(args.data_dir, args.attribute, images,
                      [i for i in idxs1 if i in train_rows and i not in bad],
                      [i for i in idxs2 if i in train_rows and i not in bad], fingerprint,
@@ -1082,7 +1103,7 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 def build_parser():
-    parser = Parser(description='GeneGAN (arXiv:1705.04932), a PyTorch port of the official TF code.')
+    parser = Parser(description='GeneGAN (arXiv:1705.04932), a port of the official TF code.')
     sub = parser.add_subparsers(dest='command', required=True)
 
     def flags(*specs):                  # flags that several subcommands share
@@ -1091,13 +1112,13 @@ def build_parser():
             shared.add_argument(*names, **kw)
         return shared
     attr = flags((['-a', '--attr', '--attribute'], dict(
-        dest='attribute', default='Smiling', help='a column of list_attr_celeba: 1 is set A, -1 set B')))
+        dest='attribute', default='Smiling', help='column of list_attr_celeba: 1 = set A, -1 = B')))
     data = flags((['--data_dir'], dict(default='datasets/celebA', help='CelebA or a toy set')))
     workers = flags((['--num_workers'], dict(type=int, default=os.cpu_count(),
                                              help='processes that build the 64x64 cache')))
-    device = flags((['--device'], dict(default='auto', help='auto (mps, cuda, cpu), or a device name')))
-    speed = flags((['--compile'], dict(action='store_true', help='torch.compile the four networks')),
-                  (['--tf32'], dict(action='store_true', help='allow TF32 on CUDA (off: float32, as TF)')))
+    device = flags((['--device'], dict(default='auto', help='auto (mps, cuda, cpu), or a name')))
+    speed = flags((['--compile'], dict(action='store_true', help='torch.compile the 4 networks')),
+                  (['--tf32'], dict(action='store_true', help='allow TF32 on CUDA (TF: float32)')))
     model = flags((['--model_dir'], dict(default='train_log/model', help='its newest checkpoint')),
                   (['--ckpt'], dict(help='a checkpoint file (instead of --model_dir)')))
 
@@ -1116,7 +1137,7 @@ def build_parser():
         add(f'--{flag}', type=int, default=default, help='train.py, dataset.py')
     add('--lr', type=float, default=LEARNING_RATE, help='dataset.py')
     add('--second_ratio', type=float, default=SECOND_RATIO, help='dataset.py')
-    add('--keep', type=int, default=KEEP_CHECKPOINTS, help='model_*.pt files kept, as tf.train.Saver')
+    add('--keep', type=int, default=KEEP_CHECKPOINTS, help='model_*.pt kept, as tf.train.Saver')
     add('--partition', choices=('all', 'train'), default='all',
         help='all rows (train.py), or the train rows of list_eval_partition')
     add('--resume', action='store_true', help='continue from EXP_DIR/model/latest.pt')
@@ -1129,7 +1150,8 @@ def build_parser():
         add('-i', '--input', required=True, help='source image')
         if mode == 'matrix':
             add('--targets', nargs=4, required=True, help='four images with the attribute')
-            add('-s', '--size', nargs=2, type=int, default=[3, 3], metavar=('M', 'N'), help='grid rows, columns')
+            add('-s', '--size', nargs=2, type=int, default=[3, 3], metavar=('M', 'N'),
+                help='grid rows, columns')
         else:
             add('-t', '--target', required=True, help='image with the attribute')
         if mode == 'interpolation':
@@ -1137,10 +1159,10 @@ def build_parser():
         add('--out_dir', default='.', help='created if missing')
         sub.choices[mode].set_defaults(mode=mode)
 
-    add = command('eval', evaluate_checkpoint, 'score a checkpoint: attribute transfer, removal, PSNR',
+    add = command('eval', evaluate_checkpoint, 'score a checkpoint: transfer, removal, PSNR',
                   [attr, data, model, device, workers])
     add('--num', type=int, default=100, help='held-out faces of each set')
-    add('--clf_steps', type=int, default=CLASSIFIER_STEPS, help='training steps of a new classifier')
+    add('--clf_steps', type=int, default=CLASSIFIER_STEPS, help='steps to train a new classifier')
     add('--out', help='JSON file (default: eval_{attr}_{iter}.json beside the checkpoint)')
 
     add = command('toy', make_toy, 'write a CelebA-format toy data set')
@@ -1171,7 +1193,7 @@ def main(argv=None):
 
 
 
-# ---- toy CelebA: synthetic faces in CelebA's file layouts, for tests and a first run without CelebA 
+# ---- toy CelebA: drawn faces in CelebA's file layouts, for tests and a first run ----------------
 CELEBA_ATTRIBUTES = (
     '5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose '
     'Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee '
@@ -1229,10 +1251,12 @@ def draw_toy_face(rng, attrs):
                   False, (90, 110, 160), thick)
     (lx, ly), (rx, ry) = landmarks[3:]
     if attrs['Smiling'] == 1:                                                      # open smile
-        lower = [(x, ly + 0.09 * (1 - (2 * (x - lx) / (rx - lx) - 1) ** 2)) for x in np.linspace(lx, rx, 12)]
+        lower = [(x, ly + 0.09 * (1 - (2 * (x - lx) / (rx - lx) - 1) ** 2))
+                 for x in np.linspace(lx, rx, 12)]
         cv2.fillPoly(img, [pts([(lx, ly), (rx, ry)] + lower[::-1])], (60, 40, 150))
-        cv2.fillPoly(img, [pts([(lx + 0.03, ly + 0.01), (rx - 0.03, ry + 0.01), (rx - 0.05, ry + 0.035),
-                                (lx + 0.05, ly + 0.035)])], (235, 235, 235))
+        teeth = [(lx + 0.03, ly + 0.01), (rx - 0.03, ry + 0.01), (rx - 0.05, ry + 0.035),
+                 (lx + 0.05, ly + 0.035)]
+        cv2.fillPoly(img, [pts(teeth)], (235, 235, 235))
     else:                                                                          # closed lips
         cv2.polylines(img, [pts([(lx, ly), (0, (ly + ry) / 2 + 0.01), (rx, ry)])], False,
                       (70, 60, 160), thick + 1)
@@ -1270,13 +1294,14 @@ def make_toy(args):
         cv2.imwrite(os.path.join(data, name), img)
         tables[stem].append([name, *landmarks.ravel()])
         tables['list_attr_celeba'].append([name, *(attrs[k] for k in CELEBA_ATTRIBUTES)])
-        tables['list_eval_partition'].append([name, int(i >= 0.8 * args.num) + int(i >= 0.9 * args.num)])
+        split = int(i >= 0.8 * args.num) + int(i >= 0.9 * args.num)
+        tables['list_eval_partition'].append([name, split])
     for table, header in ((stem, LANDMARK_NAMES), ('list_attr_celeba', CELEBA_ATTRIBUTES),
                           ('list_eval_partition', None)):
         sep = ',' if ext == '.csv' else ' '
         if ext == '.csv':
             lines = [','.join(['image_id', *(header or ['partition'])])]
-        else:                           # CelebA's .txt: a count line and a header, but the partition
+        else:                   # CelebA's .txt: a count line and a header, but for the partition
             lines = [str(args.num), ' '.join(header)] if header else []
         lines += [sep.join(str(v) for v in row) for row in tables[table]]
         with open(os.path.join(args.out, table + ext), 'w') as f:

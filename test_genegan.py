@@ -310,8 +310,8 @@ def test_align_image_matches_preprocess_py():
 TOY_FACES = 200             # rows 181-200 are the toy's test partition
 TINY = ['--batch_size', '2', '--d_burst', '2', '--d_burst_every', '3', '--num_workers', '0',
         '--save_every', '2', '--sample_every', '2', '--log_every', '2']
-# every step is logged and saved; iterations 0 and 3 run a 4-step critic burst
-EXACT = ('--save_every', '1', '--log_every', '1', '--d_burst', '4')
+# every step is logged, iterations 0, 2, 4 and the last are saved, 0 and 3 run a 4-step burst
+EXACT = ('--save_every', '2', '--log_every', '1', '--d_burst', '4')
 
 
 @pytest.fixture(scope='session')
@@ -338,7 +338,7 @@ def trained(toy, tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def reference_run(toy, tmp_path_factory):
-    """6 uninterrupted iterations, every one logged and saved: what resumed runs must equal."""
+    """6 uninterrupted iterations, every one logged: what resumed runs must equal."""
     exp = tmp_path_factory.mktemp('reference')
     assert G.main(train_args(toy, exp, 6, *EXACT)) == 0
     return exp
@@ -674,14 +674,16 @@ def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(toy, tm
     killer.write_text(KILLER)
     exp = tmp_path / 'killed'
     latest = exp / 'model' / 'latest.pt'
-    for moment, n in (('cache_build', 50), ('critic_burst', 3), ('checkpoint_write', 2),
-                      ('between_iterations', 2), ('critic_burst', 6), ('metrics_line', 2),
-                      ('checkpoint_write', 3)):
+    # latest.pt after each kill: none; iter 1 (4th fsync, after metrics.jsonl, model_000000.pt and
+    # latest.pt: inside model_000002.pt); iter 3 (inside iteration 3's burst); iter 5 (right after
+    # a save); iter 5 (mid-way through iteration 5's metrics line)
+    for moment, n, saved in (('cache_build', 50, None), ('checkpoint_write', 4, 1),
+                             ('critic_burst', 4, 3), ('between_iterations', 1, 5),
+                             ('metrics_line', 1, 5)):
         resume = ['--resume'] if latest.exists() else []
         proc = run_python(str(killer), moment, str(n), *train_args(data, exp, 6, *EXACT, *resume))
         assert proc.returncode == -9, (moment, proc.stderr[-500:])
-        if latest.exists():
-            assert load(latest)['format'] == G.CHECKPOINT_FORMAT   # never half-written
+        assert (load(latest)['iter'] if latest.exists() else None) == saved, moment
     assert G.main(train_args(data, exp, 6, *EXACT, '--resume')) == 0
     assert_same_run(reference_run, exp)
     assert not list((exp / 'model').glob('*.tmp'))
@@ -762,7 +764,7 @@ def test_nan_at_any_critic_step_of_a_burst_stops_training(toy, tmp_path, monkeyp
         calls.append(1)
         return dict(out, Ax_Bx=torch.tensor(float('inf'))) if len(calls) == 8 else out
     monkeypatch.setattr(G.Trainer, 'd_step', one_bad_step)
-    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '10', '--log_every', '10',
+    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '4', '--log_every', '4',
                              '--d_burst', '4')) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith('error: iteration 3: loss Ax_Bx (D step 2 of 4) is inf')
@@ -958,10 +960,10 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
     train = ['train', '--batch_size', '2']
     cases = [
         ([*train, '--data_dir', str(tmp_path / 'nowhere'), '--exp_dir', exp], 'data directory not found'),
-        ([*train, '--data_dir', no_attr, '--exp_dir', exp], 'list_attr_celeba not found'),
+        ([*train, '--data_dir', no_attr, '--exp_dir', exp], 'list_attr_celeba.txt (or .csv) not found'),
         ([*train, '--data_dir', csv_no_header, '--exp_dir', exp], 'expected the header "image_id'),
         ([*train, '--data_dir', no_partition, '--exp_dir', exp, '--partition', 'train'],
-         'list_eval_partition not found'),
+         'list_eval_partition.txt (or .csv) not found'),
         ([*train, '--data_dir', bad_partition, '--exp_dir', exp, '--partition', 'train'],
          'list_eval_partition.txt:7: expected "name 0|1|2"'),
         ([*train, '--data_dir', no_align, '--exp_dir', exp], 'run: python align.py'),
