@@ -233,9 +233,7 @@ def _build_cache(paths, cache, index, fingerprint, num_workers):
         with contextlib.suppress(OSError):
             os.remove(tmp)
     meta = dict(fingerprint=fingerprint, bad=bad)
-    with open(index + '.tmp', 'w') as f:
-        json.dump(meta, f)
-    os.replace(index + '.tmp', index)
+    atomic_write([index], json.dumps(meta).encode())
     return meta
 
 class Sampler:
@@ -1028,8 +1026,12 @@ def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, 
     half = CLASSIFIER_BATCH // 2
     samplers = [Sampler(images, rows_A, half, 0), Sampler(images, rows_B, half, 1)]
     target = torch.tensor([1.0] * half + [0.0] * half, device=device)
+
+    def draw():                                 # half A, half B
+        return to_device(np.concatenate([s.draw() for s in samplers]), device)
+
     for _ in tqdm(range(steps), desc=f'classifier {attribute}'):
-        logits = clf(to_device(np.concatenate([s.draw() for s in samplers]), device))[:, 0]
+        logits = clf(draw())[:, 0]
         loss = F.binary_cross_entropy_with_logits(logits, target)
         opt.zero_grad()
         loss.backward()
@@ -1040,7 +1042,7 @@ def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, 
         bn.momentum = None                      # a cumulative average
     with torch.no_grad():
         for _ in range(CLASSIFIER_BN_BATCHES):
-            clf(to_device(np.concatenate([s.draw() for s in samplers]), device))
+            clf(draw())
     for bn in bns:
         bn.momentum = 1 - BN_DECAY
     save_checkpoint([path], dict(format=CLASSIFIER_FORMAT, attribute=attribute, key=key,
