@@ -66,9 +66,6 @@ CLASSIFIER_FORMAT = 'genegan-pytorch-classifier/1'
 CLASSIFIER_STEPS, CLASSIFIER_BATCH, CLASSIFIER_LR = 300, 32, 2e-4   # Adam on the logistic loss
 CLASSIFIER_BN_BATCHES = 20   # batches that give its BatchNorm layers their moving statistics
 
-G_LOSS_KEYS = ('e', 'cycle_Ax', 'cycle_Be', 'Bx', 'Ae', 'parallelogram',
-               'loss_G_nodecay', 'loss_G_decay', 'loss_G')
-D_LOSS_KEYS = ('Ax_Bx', 'Be_Ae', 'loss_D')
 IMAGE_KEYS = ('Ax', 'Be', 'Ax2', 'Be2', 'Bx', 'Ae')   # train.py's tf.summary.image tags
 
 class UserError(Exception):
@@ -84,17 +81,15 @@ CELEBA_LAYOUTS = {     # align.py's input, in order of preference: (image folder
 }
 
 def read_table(data_dir, name):
-    """One of CelebA's list files: NAME.txt (a count line, a header line, then rows 'name v ...';
-    list_eval_partition.txt has neither) or, where only that exists, the mirror's NAME.csv
-    ('image_id,...' header, comma-separated rows); a NAME with an extension is read as it is.
-    Returns (path, column names or None, rows of integers in file order: row i is image i+1)."""
+    """One of CelebA's list files: NAME.txt (a count line and a header line, which
+    list_eval_partition.txt lacks), else the mirror's NAME.csv ('image_id,...' header); a NAME
+    with an extension is read as it is. Returns (path, column names or None, integer rows)."""
     path = os.path.join(data_dir, name if '.' in name else name + '.txt')
     if '.' not in name and not os.path.isfile(path) and os.path.isfile(path[:-4] + '.csv'):
         path = path[:-4] + '.csv'
     if not os.path.isfile(path):
-        wanted = name if '.' in name else name + '.txt (or .csv)'
-        raise UserError(f'{wanted} not found in {data_dir}')
-    with open(path, 'r') as f:
+        raise UserError(f'{name if "." in name else name + ".txt (or .csv)"} not found in {data_dir}')
+    with open(path) as f:
         lines = f.read().strip().replace(',', ' ').split('\n')
     names, start = None, 0
     if path.endswith('.csv'):
@@ -105,7 +100,7 @@ def read_table(data_dir, name):
         names, start = (lines[1].split() if len(lines) > 1 else []), 2
     if len(lines) <= start:
         raise UserError(f'{path}: no rows')
-    width = 1 + (len(names) if names is not None else len(lines[0].split()) - 1)
+    width = 1 + len(names) if names is not None else len(lines[0].split())
     rows = []
     for lineno, line in enumerate(lines[start:], start=start + 1):
         fields = line.split()
@@ -118,9 +113,8 @@ def read_table(data_dir, name):
     return path, names, rows
 
 def read_attributes(data_dir, attribute):
-    """dataset.py: Dataset.__init__. Rows marked 1 form set A (Ax, has the attribute), rows
-    marked -1 set B (Be); row i is the image align_5p/{i+1:06d}.jpg. Returns (idxs1, idxs2, rows)
-    with rows the number of rows."""
+    """dataset.py: Dataset.__init__. Rows marked 1 form set A (Ax, with the attribute), rows marked
+    -1 set B (Be); row i is align_5p/{i+1:06d}.jpg. Returns (idxs1, idxs2, number of rows)."""
     path, names, rows = read_table(data_dir, 'list_attr_celeba')
     if attribute not in (names or []):
         raise UserError(f'attribute {attribute!r} is not in {path}; valid: {" ".join(names or [])}')
@@ -146,8 +140,8 @@ def aligned_path(data_dir, idx):
     return os.path.join(data_dir, 'align_5p', '{:06d}.jpg'.format(idx + 1))
 
 def read_image(path, size=None):
-    """dataset.py read_images / test.py misc.imread: an image file as RGB uint8 (grayscale and
-    RGBA converted); with size, it must be size x size. Raises UserError naming the file."""
+    """dataset.py read_images / test.py misc.imread: RGB uint8 (grayscale and RGBA converted);
+    with size, it must be size x size."""
     if not os.path.isfile(path):
         raise UserError(f'image not found: {path}')
     try:
@@ -176,13 +170,12 @@ def _cache_one(path):
 
 def load_cache(data_dir, num_rows, num_workers=0, skip_bad=False):
     """All aligned faces of list_attr_celeba, resized for training, as one (rows, 64, 64, 3) uint8
-    array: DATA_DIR/align_5p_64x64.npy, built once and memory-mapped after. It is rebuilt when any
-    source file's size or mtime changes. Returns (images, bad row indices, fingerprint)."""
-    cache = os.path.join(data_dir, 'align_5p_64x64.npy')
-    index, bad_list = cache[:-4] + '.json', cache[:-4] + '_bad.txt'
+    array: DATA_DIR/align_5p_64x64.npy, built once and memory-mapped after, rebuilt when a source
+    file's size or mtime changes. Returns (images, bad row indices, fingerprint)."""
     if not os.path.isdir(os.path.join(data_dir, 'align_5p')):
         raise UserError(f'aligned faces not found: {os.path.join(data_dir, "align_5p")} '
                         f'(run: python align.py --data_dir {data_dir})')
+    cache = os.path.join(data_dir, 'align_5p_64x64.npy')
     paths = [aligned_path(data_dir, i) for i in range(num_rows)]
     stats = []
     for path in paths:
@@ -193,27 +186,19 @@ def load_cache(data_dir, num_rows, num_workers=0, skip_bad=False):
             stats.append('missing')
     fingerprint = hashlib.sha256('\n'.join(stats).encode()).hexdigest()
     meta = None
-    with contextlib.suppress(OSError, ValueError), open(index) as f:
+    with contextlib.suppress(OSError, ValueError), open(cache[:-4] + '.json') as f:
         meta = json.load(f)                     # missing or unreadable: rebuilt below
-    try:
-        if not (os.path.exists(cache) and meta and meta.get('fingerprint') == fingerprint):
-            meta = _build_cache(paths, cache, index, fingerprint, num_workers)
-        bad = meta['bad']
-        if bad:
-            with open(bad_list, 'w') as f:
-                f.write(''.join(f'{why}\n' for _, why in bad))
-        elif os.path.exists(bad_list):
-            os.remove(bad_list)
-    except OSError as err:
-        raise UserError(f'cannot write the image cache in {data_dir}: {err.strerror or err}')
+    if not (os.path.exists(cache) and meta and meta.get('fingerprint') == fingerprint):
+        meta = build_cache(paths, cache, fingerprint, num_workers)
+    bad = meta['bad']
     if bad and not skip_bad:
         shown = '; '.join(why for _, why in bad[:3])
         raise UserError(f'{len(bad)} aligned image(s) missing or unreadable (all listed in '
-                        f'{bad_list}): {shown}{"; ..." if len(bad) > 3 else ""}. '
+                        f'{cache[:-4]}_bad.txt): {shown}{"; ..." if len(bad) > 3 else ""}. '
                         f'Re-run align.py, or pass --skip_bad to train without them')
     return np.load(cache, mmap_mode='r'), {i for i, _ in bad}, fingerprint
 
-def _build_cache(paths, cache, index, fingerprint, num_workers):
+def build_cache(paths, cache, fingerprint, num_workers):
     tmp = cache + '.tmp.npy'
     bad = []
     try:
@@ -232,33 +217,41 @@ def _build_cache(paths, cache, index, fingerprint, num_workers):
     finally:                                    # an interrupted build leaves no temp file
         with contextlib.suppress(OSError):
             os.remove(tmp)
+    atomic_write([cache[:-4] + '_bad.txt'], ''.join(f'{why}\n' for _, why in bad).encode())
     meta = dict(fingerprint=fingerprint, bad=bad)
-    atomic_write([index], json.dumps(meta).encode())
+    atomic_write([cache[:-4] + '.json'], json.dumps(meta).encode())
     return meta
+
+def to_device(batch, device):
+    """uint8 NHWC from the cache -> float32 NCHW on the device, channels_last in memory (the
+    permute is free). The copy is of uint8 (4x less traffic) and asynchronous from pinned memory."""
+    batch = torch.tensor(batch)                 # a copy: cache rows and PIL images are read-only
+    if device.type == 'cuda':
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
 
 class Sampler:
     """dataset.py: string_input_producer (reshuffled every epoch) feeding shuffle_batch, as
-    per-epoch permutations of one set's row indices: each draw is the next batch_size rows.
-    Its state (generator, permutation, position) goes into checkpoints."""
+    per-epoch permutations of one set's rows. draw() gives the next batch on the device."""
 
-    def __init__(self, images, idxs, batch_size, seed):
+    def __init__(self, images, idxs, batch_size, seed, device=torch.device('cpu')):
         self.images = images
         self.idxs = torch.as_tensor(idxs, dtype=torch.int64)
         self.batch_size = batch_size
+        self.device = device
         self.generator = torch.Generator().manual_seed(seed)
         self.perm = torch.randperm(len(self.idxs), generator=self.generator)
         self.pos = 0
 
     def draw(self):
         rows = []
-        while len(rows) < self.batch_size:
-            if self.pos == len(self.perm):
+        for _ in range(self.batch_size):
+            if self.pos == len(self.perm):      # a new epoch
                 self.perm = torch.randperm(len(self.idxs), generator=self.generator)
                 self.pos = 0
-            take = min(self.batch_size - len(rows), len(self.perm) - self.pos)
-            rows.extend(self.idxs[self.perm[self.pos:self.pos + take]].tolist())
-            self.pos += take
-        return self.images[rows]
+            rows.append(int(self.idxs[self.perm[self.pos]]))
+            self.pos += 1
+        return to_device(self.images[rows], self.device)
 
     def state_dict(self):
         return dict(generator=self.generator.get_state(), perm=self.perm, pos=self.pos)
@@ -270,53 +263,36 @@ class Sampler:
 
 
 # ---- model: model.py -----------------------------------------------------------------------------
-class BatchNorm(nn.BatchNorm2d):
-    """tf.layers.batch_normalization: epsilon 1e-3, moving-average decay 0.99.
-
-    In TF the moving statistics are updated by UPDATE_OPS, which run only as control dependencies
-    of an optimizer step. Sample images and logged losses use batch statistics without touching
-    them; `update_stats = False` (see batch_stats_only) gives that in training mode.
-    """
-
-    def __init__(self, num_features):
-        super().__init__(num_features, eps=BN_EPSILON, momentum=1 - BN_DECAY)
-        self.update_stats = True
-
-    def forward(self, X):
-        if self.training and not self.update_stats:
-            return F.batch_norm(X, None, None, self.weight, self.bias, True, 0.0, self.eps)
-        return super().forward(X)
-
-@contextlib.contextmanager
-def batch_stats_only(model):
-    """Training-mode forward (batch statistics) that leaves the moving statistics untouched."""
-    bns = [m for m in model.modules() if isinstance(m, BatchNorm)]
-    for bn in bns:
-        bn.update_stats = False
-    try:
-        yield
-    finally:
-        for bn in bns:
-            bn.update_stats = True
-
 class Conv(nn.Module):
-    """model.py: make_conv / make_conv_bn / make_deconv / make_deconv_bn.
-
-    4x4 kernels, stride 2, 'SAME' padding (= 1 on each side here), no bias. The attribute names
-    W and batch_normalization mirror the TF variable scopes so the weight mapping is by name.
-    """
+    """model.py: make_conv / make_conv_bn / make_deconv / make_deconv_bn: 4x4 kernels, stride 2,
+    'SAME' padding (1 on each side here), no bias, then tf.layers.batch_normalization's defaults.
+    The attribute names W and batch_normalization mirror the TF scopes: weights map by name."""
 
     def __init__(self, in_ch, out_ch, bn, transpose=False):
         super().__init__()
         self.transpose = transpose
         shape = (in_ch, out_ch, 4, 4) if transpose else (out_ch, in_ch, 4, 4)
         self.W = nn.Parameter(torch.randn(shape) * INIT_STDDEV)
-        self.batch_normalization = BatchNorm(out_ch) if bn else None
+        self.batch_normalization = (nn.BatchNorm2d(out_ch, eps=BN_EPSILON, momentum=1 - BN_DECAY)
+                                    if bn else None)
 
     def forward(self, X):
         conv = F.conv_transpose2d if self.transpose else F.conv2d
         X = conv(X, self.W, stride=2, padding=1)
         return X if self.batch_normalization is None else self.batch_normalization(X)
+
+@contextlib.contextmanager
+def batch_stats_only(model):
+    """A training-mode forward (batch statistics) that leaves the moving statistics alone: TF moves
+    them only through UPDATE_OPS, run with an optimizer step, not for samples or logged losses."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.track_running_stats = False      # in training mode: batch statistics, no update
+    try:
+        yield
+    finally:
+        for bn in bns:
+            bn.track_running_stats = True
 
 class FC(nn.Module):
     """model.py: make_fc. W is kept in TF layout [in, out]: X @ W + b."""
@@ -585,11 +561,6 @@ def configure_backends(device, tf32=False):
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
 
-def save_checkpoint(paths, state):
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write(paths, buf.getbuffer())
-
 def atomic_write(paths, data):
     """Write bytes to each path through a temp file, fsync and rename: a kill or a full disk at
     any moment leaves the file that was there before intact."""
@@ -606,6 +577,11 @@ def atomic_write(paths, data):
                 os.remove(tmp)
             raise UserError(f'could not write {path} ({err.strerror or err}); '
                             f'the previous file is left as it was')
+
+def save_checkpoint(paths, state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(paths, buf.getbuffer())
 
 def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_KEYS):
     """A file this project wrote, loaded with weights_only=True: one whose pickle would run code
@@ -632,30 +608,28 @@ def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_K
         raise UserError(f'{path} lacks {", ".join(missing)} (not written by genegan.py?)')
     return ckpt
 
-def latest_checkpoint(model_dir):
-    """latest.pt, else the newest model_*.pt."""
-    latest = os.path.join(model_dir, 'latest.pt')
-    if os.path.isfile(latest):
-        return latest
-    saved = sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))
-    if not saved:
-        raise UserError(f'no checkpoint in {model_dir} (train first, or pass --ckpt PATH)')
-    return saved[-1]
-
-def model_from_checkpoint(ckpt, path, device):
-    """Rebuild the model from the checkpoint's own config (second_ratio)."""
+def load_model(args, device):
+    """--ckpt, else the newest checkpoint in --model_dir (latest.pt, else model_*.pt), and the
+    model rebuilt from that checkpoint's own config. Returns (path, checkpoint, model)."""
+    path = args.ckpt or os.path.join(args.model_dir, 'latest.pt')
+    if not args.ckpt and not os.path.isfile(path):
+        saved = sorted(glob.glob(os.path.join(args.model_dir, 'model_*.pt')))
+        if not saved:
+            raise UserError(f'no checkpoint in {args.model_dir} (train first, or pass --ckpt PATH)')
+        path = saved[-1]
+    ckpt = load_checkpoint(path, device)
     try:
         model = GeneGAN(ckpt['config']['second_ratio'])
         model.load_state_dict(ckpt['model'])
     except (RuntimeError, KeyError, TypeError) as err:
         raise UserError(f'checkpoint {path} does not fit its own config: '
                         f'{str(err).splitlines()[0]}')
-    return model.to(device)
+    return path, ckpt, model.to(device)
 
 class MetricsLog:
-    """{exp_dir}/logs/metrics.jsonl (one JSON object per logged iteration), and TensorBoard
-    scalars and images beside it when tensorboard is installed. On resume, records of iterations
-    that will run again, and a last line torn by a kill or a full disk, are dropped."""
+    """logs/metrics.jsonl (one JSON object per logged iteration), and TensorBoard scalars and
+    images beside it where tensorboard is installed. On resume, records of iterations that will
+    run again, and a last line torn by a kill or a full disk, are dropped."""
 
     def __init__(self, log_dir, start):
         self.path = os.path.join(log_dir, 'metrics.jsonl')
@@ -667,13 +641,12 @@ class MetricsLog:
                         keep.append(line.rstrip('\n') + '\n')
         atomic_write([self.path], ''.join(keep).encode())
         self.file = open(self.path, 'a')
+        self.writer = None
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self.writer = None
-            print(f'tensorboard is not installed: metrics go to {self.path} only', file=sys.stderr)
-        else:
             self.writer = SummaryWriter(log_dir, purge_step=start or None)
+        except ImportError:
+            print(f'tensorboard is not installed: metrics go to {self.path} only', file=sys.stderr)
 
     def log(self, i, values):
         self.file.write(json.dumps({'iter': i, **values}) + '\n')
@@ -702,28 +675,17 @@ def prepare_for_training(model, device, compile=False):
             net.compile()
     return model
 
-def to_device(batch, device):
-    """uint8 NHWC from the cache -> float32 NCHW on the device, channels_last in memory (the
-    permute is free). The copy is of uint8 (4x less traffic) and asynchronous from pinned memory."""
-    batch = torch.from_numpy(np.ascontiguousarray(batch))
-    if device.type == 'cuda':
-        batch = batch.pin_memory()
-    return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-
 @torch.inference_mode()
 def evaluate(model, Ax, Be):
     """train.py: the merged summary, all losses on a fresh batch, BN statistics untouched."""
     with batch_stats_only(model):
         t = build_model(model, Ax, Be)
         loss = {**G_loss(model, Ax, Be, t), **D_loss(t)}
-    return {k: float(v) for k, v in loss.items()}, t
+    return {k: float(v) for k, v in loss.items()}, dict(t, Ax=Ax, Be=Be)
 
-def write_samples(model, Ax, Be, sample_dir, i, log):
-    """train.py: iter_{i:06d}_{j}.jpg, each the row [Ax, Be, Ae, Bx, Ax2, Be2], and the
-    TensorBoard images of the same batch."""
-    _, t = evaluate(model, Ax, Be)
-    log.images(i, dict(t, Ax=Ax, Be=Be))
-    row = torch.cat([Ax, Be, t['Ae'], t['Bx'], t['Ax2'], t['Be2']], dim=3)
+def write_samples(t, sample_dir, i):
+    """train.py: iter_{i:06d}_{j}.jpg, each the row [Ax, Be, Ae, Bx, Ax2, Be2]."""
+    row = torch.cat([t['Ax'], t['Be'], t['Ae'], t['Bx'], t['Ax2'], t['Be2']], dim=3)
     row = row.permute(0, 2, 3, 1).cpu().numpy()
     for j in range(min(NUM_SAMPLE_ROWS, len(row))):
         imsave(os.path.join(sample_dir, 'iter_{:06d}_{}.jpg'.format(i, j)), row[j])
@@ -794,8 +756,8 @@ def train(args):
     torch.manual_seed(args.seed)
     model = prepare_for_training(GeneGAN(args.second_ratio), device, args.compile)
     trainer = Trainer(model, args.lr)
-    sampler_A = Sampler(images, idxs1, args.batch_size, args.seed)
-    sampler_B = Sampler(images, idxs2, args.batch_size, args.seed + 1)
+    sampler_A = Sampler(images, idxs1, args.batch_size, args.seed, device)
+    sampler_B = Sampler(images, idxs2, args.batch_size, args.seed + 1, device)
     state = dict(model=model, g_opt=trainer.g_opt, d_opt=trainer.d_opt,
                  sampler_A=sampler_A, sampler_B=sampler_B)       # what a checkpoint holds
     start = 0
@@ -808,11 +770,9 @@ def train(args):
     log_dir = os.path.join(args.exp_dir, 'logs')
     for d in (model_dir, sample_dir, log_dir):
         os.makedirs(d, exist_ok=True)
+    log = MetricsLog(log_dir, start)
     config = {k: v for k, v in vars(args).items() if k != 'func'}
     pending = {}        # {(iteration, loss name): 0-dim tensor}, checked at each log and save
-
-    def draw():
-        return to_device(sampler_A.draw(), device), to_device(sampler_B.draw(), device)
 
     def stop_if_broken(i=None):
         """Stop on a non-finite loss since the last check; with i (before a save), or weight."""
@@ -835,7 +795,6 @@ def train(args):
         for old in sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))[:-args.keep]:
             os.remove(old)
 
-    log = MetricsLog(log_dir, start)
     stop = StopRequest()
     i = start - 1
     bar = tqdm(range(start, args.max_iter), initial=start, total=args.max_iter, desc='train',
@@ -844,20 +803,22 @@ def train(args):
         for i in bar:
             d_num = args.d_burst if i % args.d_burst_every == 0 else 1
             for k in range(d_num):
-                loss_D = trainer.d_step(*draw())
+                loss_D = trainer.d_step(sampler_A.draw(), sampler_B.draw())
                 step = f' (D step {k + 1} of {d_num})' if d_num > 1 else ''
                 pending.update({(i, n + step): v for n, v in loss_D.items()})
-            loss_G = trainer.g_step(*draw())
+            loss_G = trainer.g_step(sampler_A.draw(), sampler_B.draw())
             pending.update({(i, n): v for n, v in loss_G.items()})
 
             if i % args.log_every == 0:
                 stop_if_broken()
-                values, _ = evaluate(model, *draw())
+                values, _ = evaluate(model, sampler_A.draw(), sampler_B.draw())
                 values.update(g_learning_rate=args.lr, d_learning_rate=args.lr)
                 log.log(i, values)
                 bar.set_postfix(loss_G=f'{values["loss_G"]:.4f}', loss_D=f'{values["loss_D"]:.4f}')
             if i % args.sample_every == 0:
-                write_samples(model, *draw(), sample_dir, i, log)
+                _, t = evaluate(model, sampler_A.draw(), sampler_B.draw())
+                write_samples(t, sample_dir, i)
+                log.images(i, t)
             if i % args.save_every == 0:
                 save(i, [os.path.join(model_dir, 'model_{:06d}.pt'.format(i)), latest])
             if stop.requested:
@@ -903,10 +864,9 @@ def inference(model):
     finally:
         model.train(was_training)
 
-def _batch(model, imgs):
-    """HxWx3 images in [0, 255] -> a float32 NCHW batch on the model's device."""
-    arr = np.stack([imresize(img) for img in imgs]).astype(np.float32)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).to(next(model.parameters()).device)
+def _batch(model, img):
+    """An HxWx3 image in [0, 255] -> a float32 NCHW batch of one on the model's device."""
+    return to_device(imresize(img)[None], next(model.parameters()).device)
 
 def _image(t):
     return t[0].permute(1, 2, 0).float().cpu().numpy()
@@ -915,8 +875,8 @@ def swap(model, src, att):
     """test.py: swap_attribute. out1 = Bx (src gains att's attribute), out2 = Ae (att loses it)."""
     with inference(model):
         # test.py feeds Ax = att_img, Be = src_img
-        A, x = model.splitter(_batch(model, [att]))
-        B, e = model.splitter(_batch(model, [src]))
+        A, x = model.splitter(_batch(model, att))
+        B, e = model.splitter(_batch(model, src))
         out1 = model.joiner(B, x)
         out2 = model.joiner(A, torch.zeros_like(e))
         return _image(out1), _image(out2)
@@ -924,8 +884,8 @@ def swap(model, src, att):
 def interpolation(model, src, att, n):
     """test.py: interpolation. The row [src, joiner(B, x * 1/n), ..., joiner(B, x * n/n)]."""
     with inference(model):
-        A, x = model.splitter(_batch(model, [att]))
-        B, e = model.splitter(_batch(model, [src]))
+        A, x = model.splitter(_batch(model, att))
+        B, e = model.splitter(_batch(model, src))
         out = [imresize(src).astype(np.float32)]
         for i in range(1, n + 1):
             lambda_i = i / float(n)
@@ -936,16 +896,13 @@ def matrix(model, src, atts, size):
     """test.py: interpolation_matrix. An m x n grid blending four attribute codes bilinearly,
     framed by the attribute images (att0/att2 left, att1/att3 right) and white fill."""
     m, n = size
-    h, w = IMG_SIZE, IMG_SIZE
     rows = [[1 - i / float(m - 1), i / float(m - 1)] for i in range(m)]
     cols = [[1 - i / float(n - 1), i / float(n - 1)] for i in range(n)]
-    four_tuple = []
-    for row in rows:
-        for col in cols:
-            four_tuple.append([row[0] * col[0], row[0] * col[1], row[1] * col[0], row[1] * col[1]])
+    four_tuple = [[row[0] * col[0], row[0] * col[1], row[1] * col[0], row[1] * col[1]]
+                  for row in rows for col in cols]
     with inference(model):
-        attributes = [model.splitter(_batch(model, [att]))[1] for att in atts]
-        B = model.splitter(_batch(model, [src]))[0]
+        attributes = [model.splitter(_batch(model, att))[1] for att in atts]
+        B = model.splitter(_batch(model, src))[0]
         out = []
         for i in range(m):
             out_row = []
@@ -956,25 +913,15 @@ def matrix(model, src, atts, size):
             out.append(np.concatenate(out_row, axis=1))
     out = np.concatenate(out, axis=0)
     atts = [imresize(att).astype(np.float32) for att in atts]
-    white = np.full(((m - 2) * h, w, 3), 255, np.float32)
+    white = np.full(((m - 2) * IMG_SIZE, IMG_SIZE, 3), 255, np.float32)
     first_col = np.concatenate((atts[0], white, atts[2]), axis=0)
     last_col = np.concatenate((atts[1], white, atts[3]), axis=0)
     return np.concatenate((first_col, out, last_col), axis=1)
 
 
-# ---- demo commands: test.py main -----------------------------------------------------------------
-def write_outputs(out_dir, images):
-    """Create out_dir if needed, then write {name: image} with test.py's imsave."""
-    paths = []
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        for name, img in images.items():
-            paths.append(os.path.join(out_dir, name))
-            imsave(paths[-1], img)
-    except OSError as err:
-        raise UserError(f'cannot write to {out_dir}: {err.strerror or err}')
-    print('wrote ' + ' '.join(paths))
 
+
+# ---- demo commands: test.py main -----------------------------------------------------------------
 def demo(args):
     """test.py: main. Checks every input before the model runs, so bad input writes nothing."""
     device = pick_device(args.device)
@@ -984,16 +931,18 @@ def demo(args):
         raise UserError('--size needs two numbers of at least 2 (test.py divides by M-1 and N-1)')
     src = read_image(args.input)
     targets = [read_image(p) for p in (args.targets if args.mode == 'matrix' else [args.target])]
-    path = args.ckpt or latest_checkpoint(args.model_dir)
-    model = model_from_checkpoint(load_checkpoint(path, device), path, device)
+    model = load_model(args, device)[2]
     if args.mode == 'swap':
         out1, out2 = swap(model, src, targets[0])
-        write_outputs(args.out_dir, {'out1.jpg': out1, 'out2.jpg': out2})
+        outputs = {'out1.jpg': out1, 'out2.jpg': out2}
     elif args.mode == 'interpolation':
-        row = interpolation(model, src, targets[0], args.num)
-        write_outputs(args.out_dir, {'interpolation.jpg': row})
+        outputs = {'interpolation.jpg': interpolation(model, src, targets[0], args.num)}
     else:
-        write_outputs(args.out_dir, {'four_matrix.jpg': matrix(model, src, targets, args.size)})
+        outputs = {'four_matrix.jpg': matrix(model, src, targets, args.size)}
+    os.makedirs(args.out_dir, exist_ok=True)
+    for name, img in outputs.items():
+        imsave(os.path.join(args.out_dir, name), img)
+    print('wrote ' + ' '.join(os.path.join(args.out_dir, name) for name in outputs))
 
 
 # ---- eval: a classifier judges the edits (AttGAN/STGAN protocol), PSNR what is kept ------------
@@ -1009,9 +958,9 @@ def held_out_rows(data_dir, rows):
     return set(range(first, rows)), set(range(first)), f'rows {first + 1}-{rows} (no partition)'
 
 def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, device):
-    """The critic architecture (model.py: discriminator) as a logistic attribute classifier, on
-    real 64x64 training images. Saved as DATA_DIR/classifier_{attr}.pt and reused until the
-    images, labels or rows change (as the cache is). Its logit > 0 means "has the attribute"."""
+    """The critic architecture (model.py: discriminator) as a logistic attribute classifier on
+    real 64x64 training faces; logit > 0 means "has the attribute". Saved as
+    DATA_DIR/classifier_{attr}.pt and reused until the images, labels or rows change."""
     path = os.path.join(data_dir, f'classifier_{attribute}.pt')
     key = json.dumps([fingerprint, sorted(rows_A), sorted(rows_B)])
     key = hashlib.sha256(key.encode()).hexdigest()
@@ -1024,27 +973,17 @@ def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, 
     torch.manual_seed(0)
     opt = torch.optim.Adam(clf.parameters(), lr=CLASSIFIER_LR)
     half = CLASSIFIER_BATCH // 2
-    samplers = [Sampler(images, rows_A, half, 0), Sampler(images, rows_B, half, 1)]
+    samplers = [Sampler(images, rows_A, half, 0, device), Sampler(images, rows_B, half, 1, device)]
     target = torch.tensor([1.0] * half + [0.0] * half, device=device)
-
-    def draw():                                 # half A, half B
-        return to_device(np.concatenate([s.draw() for s in samplers]), device)
-
     for _ in tqdm(range(steps), desc=f'classifier {attribute}'):
-        logits = clf(draw())[:, 0]
+        logits = clf(torch.cat([s.draw() for s in samplers]))[:, 0]
         loss = F.binary_cross_entropy_with_logits(logits, target)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    bns = [m for m in clf.modules() if isinstance(m, BatchNorm)]
-    for bn in bns:                              # moving statistics of the final weights
-        bn.reset_running_stats()
-        bn.momentum = None                      # a cumulative average
-    with torch.no_grad():
-        for _ in range(CLASSIFIER_BN_BATCHES):
-            clf(draw())
-    for bn in bns:
-        bn.momentum = 1 - BN_DECAY
+    # BatchNorm's moving statistics recomputed for the final weights, as a plain average
+    batches = [torch.cat([s.draw() for s in samplers]) for _ in range(CLASSIFIER_BN_BATCHES)]
+    torch.optim.swa_utils.update_bn(batches, clf)
     save_checkpoint([path], dict(format=CLASSIFIER_FORMAT, attribute=attribute, key=key,
                                  model=clf.state_dict()))
     return clf.eval()
@@ -1058,28 +997,24 @@ def evaluate_checkpoint(args):
     """eval: score a checkpoint on held-out faces; prints a table and writes JSON."""
     device = pick_device(args.device)
     require_positive(args, 'num', 'clf_steps')
-    path = args.ckpt or latest_checkpoint(args.model_dir)
-    ckpt = load_checkpoint(path, device)
-    if ckpt['config'].get('attribute') != args.attribute:
-        raise UserError(f'{path} was trained on {ckpt["config"].get("attribute")!r}, not '
-                        f'{args.attribute!r}: pass --attr {ckpt["config"].get("attribute")}')
+    path, ckpt, model = load_model(args, device)
+    trained_on = ckpt['config'].get('attribute')
+    if trained_on != args.attribute:
+        raise UserError(f'{path} was trained on {trained_on!r}, not {args.attribute!r}: '
+                        f'pass --attr {trained_on}')
     idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
     held, train_rows, split = held_out_rows(args.data_dir, rows)
     images, bad, fingerprint = load_cache(args.data_dir, rows, args.num_workers, skip_bad=True)
-    sets = {}
+    test_sets, train_sets = [], []
     for name, idxs in (('A', idxs1), ('B', idxs2)):
-        sets[name] = [i for i in idxs if i in held and i not in bad]
-        if len(sets[name]) < args.num:
-            raise UserError(f'--num {args.num}: set {name} has only {len(sets[name])} held-out '
+        test_sets.append([i for i in idxs if i in held and i not in bad])
+        train_sets.append([i for i in idxs if i in train_rows and i not in bad])
+        if len(test_sets[-1]) < args.num:
+            raise UserError(f'--num {args.num}: set {name} has only {len(test_sets[-1])} held-out '
                             f'images ({split}); lower --num')
-    out = args.out or os.path.join(os.path.dirname(path),
-                                   f'eval_{args.attribute}_{ckpt["iter"]:06d}.json')
-    clf = classifier(args.data_dir, args.attribute, images,
-                     [i for i in idxs1 if i in train_rows and i not in bad],
-                     [i for i in idxs2 if i in train_rows and i not in bad], fingerprint,
+    clf = classifier(args.data_dir, args.attribute, images, *train_sets, fingerprint,
                      args.clf_steps, device)
-    model = model_from_checkpoint(ckpt, path, device)
-    Ax, Be = (to_device(images[sets[name][:args.num]], device) for name in ('A', 'B'))
+    Ax, Be = (to_device(images[idxs[:args.num]], device) for idxs in test_sets)
     with inference(model):                      # as test.py: moving statistics
         t = build_model(model, Ax, Be)
         says_A = {k: (clf(v)[:, 0] > 0).float().mean().item()
@@ -1093,6 +1028,8 @@ def evaluate_checkpoint(args):
         psnr_Bx_Be=psnr(t['Bx'], Be), psnr_Ae_Ax=psnr(t['Ae'], Ax))
     for key, value in result.items():
         print(f'{key:20s} {value:.3f}' if isinstance(value, float) else f'{key:20s} {value}')
+    out = args.out or os.path.join(os.path.dirname(path),
+                                   f'eval_{args.attribute}_{ckpt["iter"]:06d}.json')
     atomic_write([out], json.dumps(result, indent=1).encode())
     print(f'wrote {out}')
     return result
@@ -1192,7 +1129,6 @@ def main(argv=None):
         print('interrupted: nothing saved since the last checkpoint', file=sys.stderr)
         return 130
     return 0
-
 
 
 # ---- toy CelebA: drawn faces in CelebA's file layouts, for tests and a first run ----------------
@@ -1334,15 +1270,12 @@ def bench(args):
     trainer = Trainer(prepare_for_training(GeneGAN(), device, args.compile))
     bs = args.batch_size
     images = np.random.default_rng(0).integers(0, 256, (8 * bs, IMG_SIZE, IMG_SIZE, 3), np.uint8)
-    sampler_A = Sampler(images, range(0, 4 * bs), bs, 0)
-    sampler_B = Sampler(images, range(4 * bs, 8 * bs), bs, 1)
-
-    def draw():
-        return to_device(sampler_A.draw(), device), to_device(sampler_B.draw(), device)
+    sampler_A = Sampler(images, range(0, 4 * bs), bs, 0, device)
+    sampler_B = Sampler(images, range(4 * bs, 8 * bs), bs, 1, device)
 
     def iteration():                         # train.py's loop body with d_num = 1
-        trainer.d_step(*draw())
-        trainer.g_step(*draw())
+        trainer.d_step(sampler_A.draw(), sampler_B.draw())
+        trainer.g_step(sampler_A.draw(), sampler_B.draw())
         synchronize(device)
 
     with FlopCounterMode(display=False) as counter:
@@ -1353,7 +1286,7 @@ def bench(args):
         iteration()
         times.append(time.perf_counter() - t0)
     sec = float(np.median(times))
-    sampler_rate = bs * rate(lambda: to_device(sampler_A.draw(), device))
+    sampler_rate = bs * rate(sampler_A.draw)
     face = np.random.default_rng(0).integers(0, 256, (687, 409, 3), np.uint8)
     landmarks = [165, 184, 244, 176, 196, 249, 194, 271, 266, 260]
     align_rate = rate(lambda: cv2.imencode('.jpg', align.align_face_5p(face, landmarks)))
