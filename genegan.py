@@ -55,23 +55,22 @@ SAVE_EVERY = SAMPLE_EVERY = 500     # train.py: if i % 500 == 0: save and sample
 LOG_EVERY = 20               # train.py: if i % 20 == 0: summary
 NUM_SAMPLE_ROWS = 5          # train.py: for j in range(5)
 NUM_SUMMARY_IMAGES = 30      # train.py: tf.summary.image(..., max_outputs=30)
+IMAGE_KEYS = ('Ax', 'Be', 'Ax2', 'Be2', 'Bx', 'Ae')   # train.py: tf.summary.image tags
 KEEP_CHECKPOINTS = 5         # tf.train.Saver default max_to_keep
 TRAIN_RESIZE_STRIDE = 4      # dataset.py's resize_images 256 -> 64 samples exactly every 4th pixel
 ALIGNED_SIZE = 256           # preprocess.py: align_face_5p(..., 256)
 PARTITIONS = {'train': 0, 'val': 1, 'test': 2}   # CelebA's list_eval_partition.txt
 HELD_OUT_SHARE = 0.1         # eval without a partition file: the last 10% of rows, as CelebA's
 CHECKPOINT_FORMAT = 'genegan-pytorch/1'
+CHECKPOINT_KEYS = ('iter', 'config', 'model', 'g_opt', 'd_opt', 'sampler_A', 'sampler_B',
+                   'torch_rng')
 # eval's attribute classifier: this project's choice (the official code has no eval)
 CLASSIFIER_FORMAT = 'genegan-pytorch-classifier/1'
 CLASSIFIER_STEPS, CLASSIFIER_BATCH, CLASSIFIER_LR = 300, 32, 2e-4   # Adam on the logistic loss
 CLASSIFIER_BN_BATCHES = 20   # batches that give its BatchNorm layers their moving statistics
 
-IMAGE_KEYS = ('Ax', 'Be', 'Ax2', 'Be2', 'Bx', 'Ae')   # train.py's tf.summary.image tags
-
 class UserError(Exception):
     """A problem with the user's input: main prints it as one line on stderr, exit code 2."""
-
-
 # ---- data: dataset.py ----------------------------------------------------------------------------
 CELEBA_LAYOUTS = {     # align.py's input, in order of preference: (image folders, landmark file)
     'wild': (['data'], 'list_landmarks_celeba.txt'),                     # the official one
@@ -81,14 +80,14 @@ CELEBA_LAYOUTS = {     # align.py's input, in order of preference: (image folder
 }
 
 def read_table(data_dir, name):
-    """One of CelebA's list files: NAME.txt (a count line and a header line, which
-    list_eval_partition.txt lacks), else the mirror's NAME.csv ('image_id,...' header); a NAME
-    with an extension is read as it is. Returns (path, column names or None, integer rows)."""
+    """CelebA's NAME.txt (a count line and a header; list_eval_partition.txt has neither), else
+    the mirror's NAME.csv. Returns (path, column names or None, integer rows): row i, image i+1."""
     path = os.path.join(data_dir, name if '.' in name else name + '.txt')
     if '.' not in name and not os.path.isfile(path) and os.path.isfile(path[:-4] + '.csv'):
         path = path[:-4] + '.csv'
     if not os.path.isfile(path):
-        raise UserError(f'{name if "." in name else name + ".txt (or .csv)"} not found in {data_dir}')
+        wanted = name if '.' in name else name + '.txt (or .csv)'
+        raise UserError(f'{wanted} not found in {data_dir}')
     with open(path) as f:
         lines = f.read().strip().replace(',', ' ').split('\n')
     names, start = None, 0
@@ -113,8 +112,7 @@ def read_table(data_dir, name):
     return path, names, rows
 
 def read_attributes(data_dir, attribute):
-    """dataset.py: Dataset.__init__. Rows marked 1 form set A (Ax, with the attribute), rows marked
-    -1 set B (Be); row i is align_5p/{i+1:06d}.jpg. Returns (idxs1, idxs2, number of rows)."""
+    """dataset.py: Dataset.__init__. Rows marked 1 are set A (Ax), rows marked -1 set B (Be)."""
     path, names, rows = read_table(data_dir, 'list_attr_celeba')
     if attribute not in (names or []):
         raise UserError(f'attribute {attribute!r} is not in {path}; valid: {" ".join(names or [])}')
@@ -140,8 +138,7 @@ def aligned_path(data_dir, idx):
     return os.path.join(data_dir, 'align_5p', '{:06d}.jpg'.format(idx + 1))
 
 def read_image(path, size=None):
-    """dataset.py read_images / test.py misc.imread: RGB uint8 (grayscale and RGBA converted);
-    with size, it must be size x size."""
+    """dataset.py read_images / test.py misc.imread: RGB uint8, size x size if size is given."""
     if not os.path.isfile(path):
         raise UserError(f'image not found: {path}')
     try:
@@ -169,9 +166,8 @@ def _cache_one(path):
         return None, str(err)
 
 def load_cache(data_dir, num_rows, num_workers=0, skip_bad=False):
-    """All aligned faces of list_attr_celeba, resized for training, as one (rows, 64, 64, 3) uint8
-    array: DATA_DIR/align_5p_64x64.npy, built once and memory-mapped after, rebuilt when a source
-    file's size or mtime changes. Returns (images, bad row indices, fingerprint)."""
+    """All aligned faces resized for training, memory-mapped from DATA_DIR/align_5p_64x64.npy,
+    rebuilt when a file's size or mtime changes. Returns (images, bad rows, fingerprint)."""
     if not os.path.isdir(os.path.join(data_dir, 'align_5p')):
         raise UserError(f'aligned faces not found: {os.path.join(data_dir, "align_5p")} '
                         f'(run: python align.py --data_dir {data_dir})')
@@ -223,17 +219,15 @@ def build_cache(paths, cache, fingerprint, num_workers):
     return meta
 
 def to_device(batch, device):
-    """uint8 NHWC from the cache -> float32 NCHW on the device, channels_last in memory (the
-    permute is free). The copy is of uint8 (4x less traffic) and asynchronous from pinned memory."""
+    """uint8 NHWC -> float32 NCHW on the device, channels_last in memory (the permute is free);
+    uint8 is what crosses to the device (4x less traffic), asynchronously from pinned memory."""
     batch = torch.tensor(batch)                 # a copy: cache rows and PIL images are read-only
     if device.type == 'cuda':
         batch = batch.pin_memory()
     return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
 
 class Sampler:
-    """dataset.py: string_input_producer (reshuffled every epoch) feeding shuffle_batch, as
-    per-epoch permutations of one set's rows. draw() gives the next batch on the device."""
-
+    """dataset.py: string_input_producer (reshuffled every epoch) feeding shuffle_batch."""
     def __init__(self, images, idxs, batch_size, seed, device=torch.device('cpu')):
         self.images = images
         self.idxs = torch.as_tensor(idxs, dtype=torch.int64)
@@ -261,13 +255,11 @@ class Sampler:
         self.generator.set_state(state['generator'].cpu())
         self.perm, self.pos = state['perm'].cpu(), state['pos']
 
-
 # ---- model: model.py -----------------------------------------------------------------------------
 class Conv(nn.Module):
     """model.py: make_conv / make_conv_bn / make_deconv / make_deconv_bn: 4x4 kernels, stride 2,
     'SAME' padding (1 on each side here), no bias, then tf.layers.batch_normalization's defaults.
     The attribute names W and batch_normalization mirror the TF scopes: weights map by name."""
-
     def __init__(self, in_ch, out_ch, bn, transpose=False):
         super().__init__()
         self.transpose = transpose
@@ -296,7 +288,6 @@ def batch_stats_only(model):
 
 class FC(nn.Module):
     """model.py: make_fc. W is kept in TF layout [in, out]: X @ W + b."""
-
     def __init__(self, in_dim, out_dim):
         super().__init__()
         self.W = nn.Parameter(torch.randn(in_dim, out_dim) * INIT_STDDEV)
@@ -310,7 +301,6 @@ def leaky_relu(X):
 
 class Discriminator(nn.Module):
     """model.py: discriminator (a WGAN critic: no sigmoid)."""
-
     def __init__(self):
         super().__init__()
         self.conv1 = Conv(3, 128, bn=False)
@@ -330,9 +320,7 @@ class Discriminator(nn.Module):
         return self.fct(X)
 
 class Splitter(nn.Module):
-    """model.py: splitter. Returns (A, x): background channels, then the last
-    int(512 * second_ratio) channels, the attribute."""
-
+    """model.py: splitter. (A, x): the last int(512 * second_ratio) channels are the attribute."""
     def __init__(self, second_ratio=SECOND_RATIO):
         super().__init__()
         self.num_ch = int(512 * second_ratio)
@@ -349,7 +337,6 @@ class Splitter(nn.Module):
 
 class Joiner(nn.Module):
     """model.py: joiner. Output (tanh + 1) * 255 / 2, in [0, 255]."""
-
     def __init__(self):
         super().__init__()
         self.deconv1 = Conv(512, 512, bn=True, transpose=True)
@@ -364,9 +351,8 @@ class Joiner(nn.Module):
         X = self.deconv3(X) + self.b
         return (torch.tanh(X) + 1) * 255.0 / 2
 
-# PyTorch state-dict names <-> official TF variable names, e.g.
-# splitter.conv2.batch_normalization.running_mean <->
-# G_splitter/conv2/batch_normalization/moving_mean
+# PyTorch state-dict names <-> official TF variable names, e.g. splitter.conv2.batch_normalization
+# .running_mean <-> G_splitter/conv2/batch_normalization/moving_mean
 TF_SCOPES = {'splitter': 'G_splitter', 'joiner': 'G_joiner', 'D_Ax': 'D_Ax', 'D_Be': 'D_Be'}
 TF_BN_NAMES = {'weight': 'gamma', 'bias': 'beta', 'running_mean': 'moving_mean',
                'running_var': 'moving_variance'}
@@ -393,7 +379,6 @@ def from_tf_layout(array, like):
 
 class GeneGAN(nn.Module):
     """The four networks of model.py: G_splitter, G_joiner and the critics D_Ax, D_Be."""
-
     def __init__(self, second_ratio=SECOND_RATIO):
         super().__init__()
         self.second_ratio = second_ratio
@@ -416,12 +401,10 @@ class GeneGAN(nn.Module):
     def load_tf_variables(self, variables):
         """Load every variable of the official graph from {TF name: array in TF layout}."""
         ours = self.tf_state()
-        missing = sorted(set(ours) - set(variables))
-        unknown = sorted(set(variables) - set(ours))
-        if missing:
-            raise ValueError(f'missing TF variable {missing[0]} ({len(missing)} missing in all)')
-        if unknown:
-            raise ValueError(f'unknown TF variable {unknown[0]} ({len(unknown)} unknown in all)')
+        for what, names in (('missing', set(ours) - set(variables)),
+                            ('unknown', set(variables) - set(ours))):
+            if names:
+                raise ValueError(f'{what} TF variable {min(names)} ({len(names)} {what} in all)')
         for name, tensor in ours.items():
             expected = tuple(to_tf_layout(tensor).shape)
             got = tuple(np.shape(variables[name]))
@@ -430,7 +413,6 @@ class GeneGAN(nn.Module):
                                  f'expected {list(expected)}')
         for name, tensor in ours.items():
             tensor.copy_(from_tf_layout(variables[name], tensor))
-
 
 # ---- losses and optimizer: model.py build_model --------------------------------------------------
 def build_model(model, Ax, Be, train_G=True):
@@ -493,7 +475,6 @@ class TFRMSProp(torch.optim.Optimizer):
     """tf.train.RMSPropOptimizer(lr, decay=0.8) as TF1 computes it, momentum 0. Its "ms" slot
     starts at 1, not 0, and epsilon goes inside the root. torch.optim.RMSprop does neither; its
     first steps are sign-like (about 2.2 * lr per element) and miss the official weights."""
-
     def __init__(self, params, lr=LEARNING_RATE, decay=RMSPROP_DECAY, epsilon=RMSPROP_EPSILON):
         super().__init__(params, dict(lr=lr, decay=decay, epsilon=epsilon))
 
@@ -510,7 +491,6 @@ class Trainer:
     """The two update ops of model.py (d_opt + clip_d, g_opt) as train.py runs them. Each step
     takes float32 NCHW batches in [0, 255] and returns its losses (0-dim tensors, no host sync)
     on the weights before the update."""
-
     def __init__(self, model, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY):
         self.model = model
         self.weight_decay = weight_decay
@@ -538,28 +518,21 @@ class Trainer:
         self.g_opt.step()
         return {k: v.detach() for k, v in loss.items()}
 
-
 # ---- devices, checkpoints, logs ------------------------------------------------------------------
-CHECKPOINT_KEYS = ('iter', 'config', 'model', 'g_opt', 'd_opt', 'sampler_A', 'sampler_B',
-                   'torch_rng')
-
-def pick_device(name='auto'):
-    """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does."""
+def pick_device(name='auto', tf32=False):
+    """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does: TF32 is
+    off on CUDA unless asked for; cuDNN autotunes."""
     available = [d for d, ok in (('mps', torch.backends.mps.is_available()),
                                  ('cuda', torch.cuda.is_available()), ('cpu', True)) if ok]
-    if name == 'auto':
-        return torch.device(available[0])
-    if name.split(':')[0] not in available:
+    if name != 'auto' and name.split(':')[0] not in available:
         raise UserError(f'device {name!r} is not available here; '
                         f'available: auto, {", ".join(available)}')
-    return torch.device(name)
-
-def configure_backends(device, tf32=False):
-    """cuDNN autotuning on; TF32 off unless asked for, since the TF code computes in float32."""
+    device = torch.device(available[0] if name == 'auto' else name)
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
+    return device
 
 def atomic_write(paths, data):
     """Write bytes to each path through a temp file, fsync and rename: a kill or a full disk at
@@ -630,7 +603,6 @@ class MetricsLog:
     """logs/metrics.jsonl (one JSON object per logged iteration), and TensorBoard scalars and
     images beside it where tensorboard is installed. On resume, records of iterations that will
     run again, and a last line torn by a kill or a full disk, are dropped."""
-
     def __init__(self, log_dir, start):
         self.path = os.path.join(log_dir, 'metrics.jsonl')
         keep = []
@@ -664,7 +636,6 @@ class MetricsLog:
         if self.writer is not None:
             self.writer.close()
 
-
 # ---- train: train.py -----------------------------------------------------------------------------
 def prepare_for_training(model, device, compile=False):
     """The model on the device in channels_last (oneDNN's and cuDNN's preferred layout); with
@@ -693,7 +664,6 @@ def write_samples(t, sample_dir, i):
 class StopRequest:
     """Ctrl-C (SIGINT) or SIGTERM ask the loop to stop at the end of the current iteration and
     save; a second Ctrl-C stops at once."""
-
     def __init__(self):
         self.requested = False
         self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -720,8 +690,7 @@ def non_finite(named):
     return None if finite.all() else list(named)[int((~finite).nonzero()[0])]
 
 def train(args):
-    device = pick_device(args.device)
-    configure_backends(device, args.tf32)
+    device = pick_device(args.device, args.tf32)
     if not os.path.isdir(args.data_dir):
         raise UserError(f'data directory not found: {args.data_dir}')
     require_positive(args, 'batch_size', 'max_iter', 'd_burst', 'd_burst_every', 'save_every',
@@ -746,31 +715,30 @@ def train(args):
         raise UserError(f'{args.exp_dir} already holds a run ({latest}); '
                         f'pass --resume to continue it, or choose another --exp_dir')
     images, bad, _ = load_cache(args.data_dir, rows, args.num_workers, args.skip_bad)
-    idxs1 = [i for i in idxs1 if i not in bad | held]
-    idxs2 = [i for i in idxs2 if i not in bad | held]
-    for idxs, what in ((idxs1, 'set A (with'), (idxs2, 'set B (without')):
+    samplers = []
+    for idxs, seed, what in ((idxs1, args.seed, 'set A (with'),
+                             (idxs2, args.seed + 1, 'set B (without')):
+        idxs = [i for i in idxs if i not in bad | held]
         if args.batch_size > len(idxs):
             raise UserError(f'--batch_size {args.batch_size} is larger than {what} '
                             f'{args.attribute}: {len(idxs)} images)')
+        samplers.append(Sampler(images, idxs, args.batch_size, seed, device))
+    sampler_A, sampler_B = samplers
 
     torch.manual_seed(args.seed)
     model = prepare_for_training(GeneGAN(args.second_ratio), device, args.compile)
     trainer = Trainer(model, args.lr)
-    sampler_A = Sampler(images, idxs1, args.batch_size, args.seed, device)
-    sampler_B = Sampler(images, idxs2, args.batch_size, args.seed + 1, device)
     state = dict(model=model, g_opt=trainer.g_opt, d_opt=trainer.d_opt,
                  sampler_A=sampler_A, sampler_B=sampler_B)       # what a checkpoint holds
-    start = 0
+    start = ckpt['iter'] if ckpt else 0
     if ckpt:
         for key, value in state.items():
             value.load_state_dict(ckpt[key])
         torch.set_rng_state(ckpt['torch_rng'].cpu())
-        start = ckpt['iter']
     sample_dir = os.path.join(args.exp_dir, 'sample_img')
     log_dir = os.path.join(args.exp_dir, 'logs')
     for d in (model_dir, sample_dir, log_dir):
         os.makedirs(d, exist_ok=True)
-    log = MetricsLog(log_dir, start)
     config = {k: v for k, v in vars(args).items() if k != 'func'}
     pending = {}        # {(iteration, loss name): 0-dim tensor}, checked at each log and save
 
@@ -795,6 +763,7 @@ def train(args):
         for old in sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))[:-args.keep]:
             os.remove(old)
 
+    log = MetricsLog(log_dir, start)
     stop = StopRequest()
     i = start - 1
     bar = tqdm(range(start, args.max_iter), initial=start, total=args.max_iter, desc='train',
@@ -833,7 +802,6 @@ def train(args):
         print(f'stopped after iteration {i}: saved {latest}; continue with --resume')
     else:
         print(f'done: {args.max_iter} iterations, checkpoint {latest}')
-
 
 # ---- demos: test.py (swap_attribute, interpolation, interpolation_matrix) ------------------------
 def imresize(img, size=IMG_SIZE):
@@ -918,9 +886,6 @@ def matrix(model, src, atts, size):
     last_col = np.concatenate((atts[1], white, atts[3]), axis=0)
     return np.concatenate((first_col, out, last_col), axis=1)
 
-
-
-
 # ---- demo commands: test.py main -----------------------------------------------------------------
 def demo(args):
     """test.py: main. Checks every input before the model runs, so bad input writes nothing."""
@@ -943,7 +908,6 @@ def demo(args):
     for name, img in outputs.items():
         imsave(os.path.join(args.out_dir, name), img)
     print('wrote ' + ' '.join(os.path.join(args.out_dir, name) for name in outputs))
-
 
 # ---- eval: a classifier judges the edits (AttGAN/STGAN protocol), PSNR what is kept ------------
 def held_out_rows(data_dir, rows):
@@ -1034,7 +998,6 @@ def evaluate_checkpoint(args):
     print(f'wrote {out}')
     return result
 
-
 # ---- CLI -----------------------------------------------------------------------------------------
 class Parser(argparse.ArgumentParser):
     def error(self, message):
@@ -1117,7 +1080,6 @@ def build_parser():
     add('--iters', type=int, default=3, help='timed iterations')
     return parser
 
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -1129,7 +1091,6 @@ def main(argv=None):
         print('interrupted: nothing saved since the last checkpoint', file=sys.stderr)
         return 130
     return 0
-
 
 # ---- toy CelebA: drawn faces in CelebA's file layouts, for tests and a first run ----------------
 CELEBA_ATTRIBUTES = (
@@ -1246,26 +1207,21 @@ def make_toy(args):
             f.write('\n'.join(lines) + '\n')
     print(f'wrote {args.num} toy faces to {args.out} (next: python align.py --data_dir {args.out})')
 
-
 # ---- bench: seconds per training iteration, sampler and align throughput, on synthetic data ------
-def synchronize(device):
-    if device.type in ('cuda', 'mps'):
-        getattr(torch, device.type).synchronize()
-
-def rate(work, seconds=1.0):
-    """Calls of work() per second over about `seconds`."""
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
+def seconds(work, n):
+    """Median seconds per call of work() over n calls."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
         work()
-        n += 1
-    return n / (time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 def bench(args):
     import cv2
     from torch.utils.flop_counter import FlopCounterMode
     import align
-    device = pick_device(args.device)
-    configure_backends(device, args.tf32)
+    device = pick_device(args.device, args.tf32)
     torch.manual_seed(0)
     trainer = Trainer(prepare_for_training(GeneGAN(), device, args.compile))
     bs = args.batch_size
@@ -1276,20 +1232,16 @@ def bench(args):
     def iteration():                         # train.py's loop body with d_num = 1
         trainer.d_step(sampler_A.draw(), sampler_B.draw())
         trainer.g_step(sampler_A.draw(), sampler_B.draw())
-        synchronize(device)
+        if device.type != 'cpu':
+            getattr(torch, device.type).synchronize()
 
     with FlopCounterMode(display=False) as counter:
         iteration()                          # also the warm-up
-    times = []
-    for _ in range(args.iters):
-        t0 = time.perf_counter()
-        iteration()
-        times.append(time.perf_counter() - t0)
-    sec = float(np.median(times))
-    sampler_rate = bs * rate(sampler_A.draw)
+    sec = seconds(iteration, args.iters)
+    sampler_rate = bs / seconds(sampler_A.draw, 50)
     face = np.random.default_rng(0).integers(0, 256, (687, 409, 3), np.uint8)
     landmarks = [165, 184, 244, 176, 196, 249, 194, 271, 266, 260]
-    align_rate = rate(lambda: cv2.imencode('.jpg', align.align_face_5p(face, landmarks)))
+    align_rate = 1 / seconds(lambda: cv2.imencode('.jpg', align.align_face_5p(face, landmarks)), 50)
     print(f'device: {device} ({torch.get_num_threads()} CPU threads), batch {bs}, '
           f'{args.iters} timed iterations after 1 warm-up')
     print(f'train iteration (D step + clip + G step): {sec:.3f} s (median)')
