@@ -684,6 +684,13 @@ def require_positive(args, *names):
         if getattr(args, name) < 1:
             raise UserError(f'--{name} must be at least 1')
 
+def require_same_config(ckpt, path, args, *keys):
+    for key in keys:
+        saved = ckpt['config'].get(key)
+        if saved != getattr(args, key):
+            raise UserError(f'{path} was trained with {key} {saved!r}, not '
+                            f'{getattr(args, key)!r}: pass --{key} {saved}')
+
 def non_finite(named):
     """The first key of {key: tensor} whose tensor is not all finite, or None: one host sync."""
     finite = torch.stack([torch.isfinite(v).all() for v in named.values()]).cpu()
@@ -707,10 +714,7 @@ def train(args):
         if not os.path.isfile(latest):
             raise UserError(f'--resume: no checkpoint at {latest}')
         ckpt = load_checkpoint(latest, device)
-        for key in ('second_ratio', 'attribute', 'partition'):
-            if ckpt['config'].get(key) != getattr(args, key):
-                raise UserError(f'--resume: {latest} was trained with {key} '
-                                f'{ckpt["config"].get(key)!r}, not {getattr(args, key)!r}')
+        require_same_config(ckpt, latest, args, 'second_ratio', 'attribute', 'partition')
     elif os.path.exists(latest):
         raise UserError(f'{args.exp_dir} already holds a run ({latest}); '
                         f'pass --resume to continue it, or choose another --exp_dir')
@@ -886,7 +890,6 @@ def matrix(model, src, atts, size):
     last_col = np.concatenate((atts[1], white, atts[3]), axis=0)
     return np.concatenate((first_col, out, last_col), axis=1)
 
-# ---- demo commands: test.py main -----------------------------------------------------------------
 def demo(args):
     """test.py: main. Checks every input before the model runs, so bad input writes nothing."""
     device = pick_device(args.device)
@@ -962,10 +965,7 @@ def evaluate_checkpoint(args):
     device = pick_device(args.device)
     require_positive(args, 'num', 'clf_steps')
     path, ckpt, model = load_model(args, device)
-    trained_on = ckpt['config'].get('attribute')
-    if trained_on != args.attribute:
-        raise UserError(f'{path} was trained on {trained_on!r}, not {args.attribute!r}: '
-                        f'pass --attr {trained_on}')
+    require_same_config(ckpt, path, args, 'attribute')
     idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
     held, train_rows, split = held_out_rows(args.data_dir, rows)
     images, bad, fingerprint = load_cache(args.data_dir, rows, args.num_workers, skip_bad=True)

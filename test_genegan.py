@@ -580,7 +580,9 @@ def eval_args(toy, trained, out, *extra):
             '--clf_steps', '15', '--num_workers', '0', '--out', str(out), *extra]
 
 
-def test_eval_scores_a_checkpoint_with_a_trained_classifier(toy, trained, tmp_path, capsys):
+def test_eval_scores_a_checkpoint_with_a_trained_classifier(toy, trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(G, 'CLASSIFIER_BATCH', 16)      # half the default, for time
+    monkeypatch.setattr(G, 'CLASSIFIER_BN_BATCHES', 5)
     assert G.main(eval_args(toy, trained, tmp_path / 'eval.json')) == 0
     result = json.loads((tmp_path / 'eval.json').read_text())
     assert result['iter'] == 6 and result['attribute'] == 'Smiling' and result['num'] == 8
@@ -745,10 +747,17 @@ def diverge_after(monkeypatch, g_steps):
 
 
 def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch, capsys):
-    diverge_after(monkeypatch, 2)
+    calls = []
+    g_step = G.Trainer.g_step
+
+    def nan_loss(self, Ax, Be):                 # iteration 1's G step reports a NaN loss
+        out = g_step(self, Ax, Be)
+        calls.append(1)
+        return dict(out, cycle_Ax=torch.tensor(float('nan'))) if len(calls) == 2 else out
+    monkeypatch.setattr(G.Trainer, 'g_step', nan_loss)
     assert G.main(train_args(toy, tmp_path, 20, '--save_every', '3', '--log_every', '1')) == 2
     err = capsys.readouterr().err.splitlines()[-1]
-    assert err.startswith('error: iteration 2: loss ') and 'is nan' in err
+    assert err.startswith('error: iteration 1: loss cycle_Ax is nan')
     ckpt = load(tmp_path / 'model' / 'latest.pt')
     assert ckpt['iter'] == 1 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
 
@@ -779,9 +788,9 @@ def test_broken_weights_are_never_saved(toy, tmp_path, monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------------------- hostile inputs
-def copy_toy(toy, dst):
-    import shutil
-    shutil.copytree(toy, dst, ignore=shutil.ignore_patterns('align_5p_64x64*'))
+def copy_toy(toy, dst, with_cache=False):
+    import shutil          # copytree keeps mtimes, so a copied cache is valid where it lands
+    shutil.copytree(toy, dst, ignore=None if with_cache else shutil.ignore_patterns('align_5p_64x64*'))
     return str(dst)
 
 
@@ -927,14 +936,12 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
                                 lambda lines: lines.__setitem__(6, '000007.jpg 3'))
     no_partition = copy_toy(toy, tmp_path / 'no_partition')
     os.remove(os.path.join(no_partition, 'list_eval_partition.txt'))
-    bad_clf = copy_toy(toy, tmp_path / 'bad_clf')
+    bad_clf = copy_toy(toy, tmp_path / 'bad_clf', with_cache=True)   # eval then prints no progress bar
     (tmp_path / 'bad_clf' / 'classifier_Smiling.pt').write_bytes(open(good, 'rb').read()[:5000])
-    not_clf = copy_toy(toy, tmp_path / 'not_clf')
+    not_clf = copy_toy(toy, tmp_path / 'not_clf', with_cache=True)
     shutil.copy(good, os.path.join(not_clf, 'classifier_Smiling.pt'))
-    evil_clf = copy_toy(toy, tmp_path / 'evil_clf')
+    evil_clf = copy_toy(toy, tmp_path / 'evil_clf', with_cache=True)
     write_evil_checkpoint(os.path.join(evil_clf, 'classifier_Smiling.pt'), tmp_path / 'pwned')
-    for data in (bad_clf, not_clf, evil_clf):
-        G.load_cache(data, TOY_FACES)           # built here, so that eval prints no progress bar
     bad_lm = edited_copy(toy, tmp_path / 'bad_lm', 'list_landmarks_celeba.txt',
                          lambda lines: lines.__setitem__(4, ' '.join(['000003.jpg', 'x', *lines[4].split()[2:]])))
     csv_data = str(tmp_path / 'csv')
@@ -972,7 +979,7 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--resume'], '--resume: no checkpoint'),
         ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'run')], 'already holds a run'),
         ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'run'), '--resume',
-          '--second_ratio', '0.5'], 'trained with second_ratio 0.25, not 0.5'),
+          '--second_ratio', '0.5'], 'trained with second_ratio 0.25, not 0.5: pass --second_ratio 0.25'),
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--device', 'cuda:7'], 'is not available here'),
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--max_iter', '0'], '--max_iter must be at least 1'),
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--batch_size', 'two'], "invalid int value: 'two'"),
@@ -983,7 +990,7 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         ([*demo, '--ckpt', str(tmp_path / 'notimage.jpg')], 'notimage.jpg is not a PyTorch file'),
         ([*demo, '--ckpt', str(tmp_path / 'evil.pt')], 'would call posix.system when unpickled'),
         ([*demo, '--ckpt', str(tmp_path / 'no_config.pt')], 'no_config.pt lacks config'),
-        ([*evaluate, '--data_dir', toy, '-a', 'Bangs'], "trained on 'Smiling', not 'Bangs'"),
+        ([*evaluate, '--data_dir', toy, '-a', 'Bangs'], "trained with attribute 'Smiling', not 'Bangs': pass --attribute Smiling"),
         ([*evaluate, '--data_dir', toy, '--num', '50'], 'held-out images (test partition); lower --num'),
         ([*evaluate, '--data_dir', bad_partition], 'list_eval_partition.txt:7'),
         ([*evaluate, '--data_dir', bad_clf], 'classifier_Smiling.pt is truncated or damaged'),
