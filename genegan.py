@@ -1107,6 +1107,7 @@ HAIR_COLOURS = {'Black_Hair': (30, 30, 35), 'Blond_Hair': (90, 200, 230),     # 
 # img_align_celeba: 178x218 crops, the 5 landmarks near these places (means of CelebA's list)
 CELEBA_ALIGNED_SIZE = (178, 218)
 CELEBA_ALIGNED_LM = np.float32([[69, 111], [108, 111], [88, 134], [72, 152], [106, 152]])
+
 def draw_toy_face(rng, attrs):
     """One in-the-wild-sized canvas with a drawn face at a random place, scale and roll.
     Returns (BGR image, 5x2 integer landmarks in CelebA's order)."""
