@@ -221,7 +221,7 @@ def build_cache(paths, cache, fingerprint, num_workers):
 def to_device(batch, device):
     """uint8 NHWC -> float32 NCHW on the device, channels_last in memory (the permute is free);
     uint8 is what crosses to the device (4x less traffic), asynchronously from pinned memory."""
-    batch = torch.tensor(batch)                 # a copy: cache rows and PIL images are read-only
+    batch = torch.from_numpy(np.ascontiguousarray(batch))
     if device.type == 'cuda':
         batch = batch.pin_memory()
     return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
@@ -838,7 +838,8 @@ def inference(model):
 
 def _batch(model, img):
     """An HxWx3 image in [0, 255] -> a float32 NCHW batch of one on the model's device."""
-    return to_device(imresize(img)[None], next(model.parameters()).device)
+    batch = np.array(imresize(img)[None])      # a writable copy: PIL's arrays are read-only
+    return to_device(batch, next(model.parameters()).device)
 
 def _image(t):
     return t[0].permute(1, 2, 0).float().cpu().numpy()
