@@ -173,13 +173,8 @@ def load_cache(data_dir, num_rows, num_workers=0, skip_bad=False):
                         f'(run: python align.py --data_dir {data_dir})')
     cache = os.path.join(data_dir, 'align_5p_64x64.npy')
     paths = [aligned_path(data_dir, i) for i in range(num_rows)]
-    stats = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-            stats.append(f'{st.st_size}:{st.st_mtime_ns}')
-        except OSError:
-            stats.append('missing')
+    stats = [os.stat(path) if os.path.isfile(path) else None for path in paths]
+    stats = [f'{st.st_size}:{st.st_mtime_ns}' if st else 'missing' for st in stats]
     fingerprint = hashlib.sha256('\n'.join(stats).encode()).hexdigest()
     meta = None
     with contextlib.suppress(OSError, ValueError), open(cache[:-4] + '.json') as f:
