@@ -693,6 +693,8 @@ def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(toy, tm
         proc = run_python(str(killer), moment, str(n), *train_args(data, exp, 6, *EXACT, '--resume'))
         assert proc.returncode == -9, (moment, proc.stderr[-500:])
         assert load(latest)['iter'] == saved, moment
+        if moment == 'checkpoint_write':        # the file before latest.pt was written whole
+            assert load(exp / 'model' / 'model_000004.pt')['iter'] == 5
     with open(exp / 'logs' / 'metrics.jsonl', 'a') as f:
         f.write('{"iter": 5, "e": 0.')             # a record torn by a kill or a full disk
     assert G.main(train_args(data, exp, 6, *EXACT, '--resume')) == 0
