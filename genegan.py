@@ -71,6 +71,7 @@ CLASSIFIER_BN_BATCHES = 20   # batches that give its BatchNorm layers their movi
 
 class UserError(Exception):
     """A problem with the user's input: main prints it as one line on stderr, exit code 2."""
+
 # ---- data: dataset.py ----------------------------------------------------------------------------
 CELEBA_LAYOUTS = {     # align.py's input, in order of preference: (image folders, landmark file)
     'wild': (['data'], 'list_landmarks_celeba.txt'),                     # the official one
@@ -173,8 +174,13 @@ def load_cache(data_dir, num_rows, num_workers=0, skip_bad=False):
                         f'(run: python align.py --data_dir {data_dir})')
     cache = os.path.join(data_dir, 'align_5p_64x64.npy')
     paths = [aligned_path(data_dir, i) for i in range(num_rows)]
-    stats = [os.stat(path) if os.path.isfile(path) else None for path in paths]
-    stats = [f'{st.st_size}:{st.st_mtime_ns}' if st else 'missing' for st in stats]
+    stats = []
+    for path in paths:                          # one stat per file: CelebA has 202,599
+        try:
+            st = os.stat(path)
+            stats.append(f'{st.st_size}:{st.st_mtime_ns}')
+        except OSError:
+            stats.append('missing')
     fingerprint = hashlib.sha256('\n'.join(stats).encode()).hexdigest()
     meta = None
     with contextlib.suppress(OSError, ValueError), open(cache[:-4] + '.json') as f:
@@ -234,12 +240,13 @@ class Sampler:
 
     def draw(self):
         rows = []
-        for _ in range(self.batch_size):
+        while len(rows) < self.batch_size:
             if self.pos == len(self.perm):      # a new epoch
                 self.perm = torch.randperm(len(self.idxs), generator=self.generator)
                 self.pos = 0
-            rows.append(int(self.idxs[self.perm[self.pos]]))
-            self.pos += 1
+            take = min(self.batch_size - len(rows), len(self.perm) - self.pos)
+            rows.extend(self.idxs[self.perm[self.pos:self.pos + take]].tolist())
+            self.pos += take
         return to_device(self.images[rows], self.device)
 
     def state_dict(self):
