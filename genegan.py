@@ -5,12 +5,7 @@ train.py and test.py, in that data-flow order. Each block names the official fun
 the tensor names (Ax, Be, A, x, B, e, Ax2, Be2, Bx, Ae) and loss keys are the official ones.
 Tensors are NCHW float32 in [0, 255]; the TF code is NHWC, so layouts are transposed where the TF
 variables are read or written (GeneGAN.load_tf_variables / tf_variables).
-
-    python genegan.py toy --out datasets/toy          # a CelebA-format toy set
-    python align.py --data_dir datasets/toy           # 5-point alignment (preprocess.py)
-    python genegan.py train --attr Smiling --data_dir datasets/toy
-    python genegan.py swap -i SRC.jpg -t TARGET.jpg
-    python genegan.py eval --attr Smiling --data_dir datasets/toy
+Usage: README.md, or python genegan.py --help.
 """
 import argparse
 import contextlib
@@ -235,8 +230,7 @@ class Sampler:
         self.batch_size = batch_size
         self.device = device
         self.generator = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(len(self.idxs), generator=self.generator)
-        self.pos = 0
+        self.perm, self.pos = torch.zeros(0, dtype=torch.int64), 0    # the first draw shuffles
 
     def draw(self):
         rows = []
@@ -383,7 +377,6 @@ class GeneGAN(nn.Module):
     """The four networks of model.py: G_splitter, G_joiner and the critics D_Ax, D_Be."""
     def __init__(self, second_ratio=SECOND_RATIO):
         super().__init__()
-        self.second_ratio = second_ratio
         self.splitter = Splitter(second_ratio)
         self.joiner = Joiner()
         self.D_Ax = Discriminator()
@@ -449,7 +442,7 @@ def d_var_list(model):
     """model.py: d_var_list: every trainable variable of both critics, BN and fc bias included."""
     return list(model.D_Ax.parameters()) + list(model.D_Be.parameters())
 
-def G_loss(model, Ax, Be, t, weight_decay=WEIGHT_DECAY):
+def G_loss(model, Ax, Be, t):
     """model.py: G_loss, loss_G_nodecay, loss_G_decay, loss_G."""
     loss = {}
     loss['e'] = t['e'].abs().mean()
@@ -460,7 +453,7 @@ def G_loss(model, Ax, Be, t, weight_decay=WEIGHT_DECAY):
     loss['parallelogram'] = PARALLELOGRAM_WEIGHT * (Ax + Be - t['Bx'] - t['Ae']).abs().mean()
     loss['loss_G_nodecay'] = sum(loss.values())
     # Decay covers the G conv/deconv kernels only (names ending 'W'), not the joiner bias b.
-    loss['loss_G_decay'] = sum(0.5 * weight_decay * w.square().mean()
+    loss['loss_G_decay'] = sum(0.5 * WEIGHT_DECAY * w.square().mean()
                                for name, w in g_var_list(model) if name.endswith('W'))
     loss['loss_G'] = loss['loss_G_decay'] + loss['loss_G_nodecay']
     return loss
@@ -493,9 +486,8 @@ class Trainer:
     """The two update ops of model.py (d_opt + clip_d, g_opt) as train.py runs them. Each step
     takes float32 NCHW batches in [0, 255] and returns its losses (0-dim tensors, no host sync)
     on the weights before the update."""
-    def __init__(self, model, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY):
+    def __init__(self, model, lr=LEARNING_RATE):
         self.model = model
-        self.weight_decay = weight_decay
         self.g_params = [p for _, p in g_var_list(model)]
         self.d_params = d_var_list(model)
         self.g_opt = TFRMSProp(self.g_params, lr)
@@ -513,7 +505,7 @@ class Trainer:
 
     def g_step(self, Ax, Be):
         t = build_model(self.model, Ax, Be)
-        loss = G_loss(self.model, Ax, Be, t, self.weight_decay)
+        loss = G_loss(self.model, Ax, Be, t)
         self.g_opt.zero_grad(set_to_none=True)
         # inputs= keeps autograd from computing critic weight gradients nobody uses.
         loss['loss_G'].backward(inputs=self.g_params)
@@ -681,11 +673,6 @@ class StopRequest:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
 
-def require_positive(args, *names):
-    for name in names:
-        if getattr(args, name) < 1:
-            raise UserError(f'--{name} must be at least 1')
-
 def require_same_config(ckpt, path, args, *keys):
     for key in keys:
         saved = ckpt['config'].get(key)
@@ -702,8 +689,6 @@ def train(args):
     device = pick_device(args.device, args.tf32)
     if not os.path.isdir(args.data_dir):
         raise UserError(f'data directory not found: {args.data_dir}')
-    require_positive(args, 'batch_size', 'max_iter', 'd_burst', 'd_burst_every', 'save_every',
-                     'sample_every', 'log_every', 'keep')
     idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
     held = set()           # train.py trains on every row; --partition train leaves out val and test
     if args.partition == 'train':
@@ -896,10 +881,6 @@ def matrix(model, src, atts, size):
 def demo(args):
     """test.py: main. Checks every input before the model runs, so bad input writes nothing."""
     device = pick_device(args.device)
-    if args.mode == 'interpolation':
-        require_positive(args, 'num')
-    if args.mode == 'matrix' and min(args.size) < 2:
-        raise UserError('--size needs two numbers of at least 2 (test.py divides by M-1 and N-1)')
     src = read_image(args.input)
     targets = [read_image(p) for p in (args.targets if args.mode == 'matrix' else [args.target])]
     model = load_model(args, device)[2]
@@ -966,7 +947,6 @@ def psnr(a, b):
 def evaluate_checkpoint(args):
     """eval: score a checkpoint on held-out faces; prints a table and writes JSON."""
     device = pick_device(args.device)
-    require_positive(args, 'num', 'clf_steps')
     path, ckpt, model = load_model(args, device)
     require_same_config(ckpt, path, args, 'attribute')
     idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
@@ -1007,6 +987,14 @@ class Parser(argparse.ArgumentParser):
         print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
         sys.exit(2)
 
+def at_least(low):
+    """An argparse type: an integer of at least LOW, checked before anything runs."""
+    def integer(text):
+        if int(text) < low:
+            raise argparse.ArgumentTypeError(f'must be at least {low}')
+        return int(text)
+    return integer
+
 def build_parser():
     parser = Parser(description='GeneGAN (arXiv:1705.04932), a port of the official TF code.')
     sub = parser.add_subparsers(dest='command', required=True)
@@ -1038,11 +1026,12 @@ def build_parser():
     add('--exp_dir', default='train_log', help='model/, logs/ and sample_img/ go here')
     for flag, default in (('max_iter', MAX_ITER), ('batch_size', BATCH_SIZE), ('d_burst', D_BURST),
                           ('d_burst_every', D_BURST_EVERY), ('save_every', SAVE_EVERY),
-                          ('sample_every', SAMPLE_EVERY), ('log_every', LOG_EVERY), ('seed', 0)):
-        add(f'--{flag}', type=int, default=default, help='train.py, dataset.py')
+                          ('sample_every', SAMPLE_EVERY), ('log_every', LOG_EVERY)):
+        add(f'--{flag}', type=at_least(1), default=default, help='train.py, dataset.py')
+    add('--seed', type=int, default=0, help='sampler and weight seed')
     add('--lr', type=float, default=LEARNING_RATE, help='dataset.py')
     add('--second_ratio', type=float, default=SECOND_RATIO, help='dataset.py')
-    add('--keep', type=int, default=KEEP_CHECKPOINTS, help='model_*.pt kept, as tf.train.Saver')
+    add('--keep', type=at_least(1), default=KEEP_CHECKPOINTS, help='model_*.pt kept, as tf.train.Saver')
     add('--partition', choices=('all', 'train'), default='all',
         help='all rows (train.py), or the train rows of list_eval_partition')
     add('--resume', action='store_true', help='continue from EXP_DIR/model/latest.pt')
@@ -1055,32 +1044,32 @@ def build_parser():
         add('-i', '--input', required=True, help='source image')
         if mode == 'matrix':
             add('--targets', nargs=4, required=True, help='four images with the attribute')
-            add('-s', '--size', nargs=2, type=int, default=[3, 3], metavar=('M', 'N'),
-                help='grid rows, columns')
+            add('-s', '--size', nargs=2, type=at_least(2), default=[3, 3], metavar=('M', 'N'),
+                help='grid rows, columns (test.py divides by M-1 and N-1)')
         else:
             add('-t', '--target', required=True, help='image with the attribute')
         if mode == 'interpolation':
-            add('-n', '--num', type=int, default=2, help='interpolation steps')
+            add('-n', '--num', type=at_least(1), default=2, help='interpolation steps')
         add('--out_dir', default='.', help='created if missing')
         sub.choices[mode].set_defaults(mode=mode)
 
     add = command('eval', evaluate_checkpoint, 'score a checkpoint: transfer, removal, PSNR',
                   [attr, data, model, device, workers])
-    add('--num', type=int, default=100, help='held-out faces of each set')
-    add('--clf_steps', type=int, default=CLASSIFIER_STEPS, help='steps to train a new classifier')
+    add('--num', type=at_least(1), default=100, help='held-out faces of each set')
+    add('--clf_steps', type=at_least(1), default=CLASSIFIER_STEPS, help='steps to train a new classifier')
     add('--out', help='JSON file (default: eval_{attr}_{iter}.json beside the checkpoint)')
 
     add = command('toy', make_toy, 'write a CelebA-format toy data set')
     add('--out', required=True, help='a new folder')
-    add('--num', type=int, default=200, help='faces')
+    add('--num', type=at_least(2), default=200, help='faces')
     add('--seed', type=int, default=0, help='drawing seed')
     add('--layout', choices=list(CELEBA_LAYOUTS), default='wild',
         help='in-the-wild (data/), aligned-and-cropped (img_align_celeba/), or its CSV mirror')
 
     add = command('bench', bench, 'time training, sampling and alignment on synthetic data',
                   [device, speed])
-    add('--batch_size', type=int, default=BATCH_SIZE, help='images per set')
-    add('--iters', type=int, default=3, help='timed iterations')
+    add('--batch_size', type=at_least(1), default=BATCH_SIZE, help='images per set')
+    add('--iters', type=at_least(1), default=3, help='timed iterations')
     return parser
 
 def main(argv=None):
@@ -1176,8 +1165,6 @@ def make_toy(args):
     folders, landmark_file = CELEBA_LAYOUTS[args.layout]
     stem, ext = os.path.splitext(landmark_file)
     data = os.path.join(args.out, folders[0])
-    if args.num < 2:
-        raise UserError('--num must be at least 2')
     if glob.glob(os.path.join(data, '*.jpg')):
         raise UserError(f'{data} already holds images; choose another --out')
     os.makedirs(data, exist_ok=True)
