@@ -1031,7 +1031,8 @@ def build_parser():
     add('--seed', type=int, default=0, help='sampler and weight seed')
     add('--lr', type=float, default=LEARNING_RATE, help='dataset.py')
     add('--second_ratio', type=float, default=SECOND_RATIO, help='dataset.py')
-    add('--keep', type=at_least(1), default=KEEP_CHECKPOINTS, help='model_*.pt kept, as tf.train.Saver')
+    add('--keep', type=at_least(1), default=KEEP_CHECKPOINTS,
+        help='model_*.pt kept, as tf.train.Saver')
     add('--partition', choices=('all', 'train'), default='all',
         help='all rows (train.py), or the train rows of list_eval_partition')
     add('--resume', action='store_true', help='continue from EXP_DIR/model/latest.pt')
@@ -1056,7 +1057,8 @@ def build_parser():
     add = command('eval', evaluate_checkpoint, 'score a checkpoint: transfer, removal, PSNR',
                   [attr, data, model, device, workers])
     add('--num', type=at_least(1), default=100, help='held-out faces of each set')
-    add('--clf_steps', type=at_least(1), default=CLASSIFIER_STEPS, help='steps to train a new classifier')
+    add('--clf_steps', type=at_least(1), default=CLASSIFIER_STEPS,
+        help='steps to train a new classifier')
     add('--out', help='JSON file (default: eval_{attr}_{iter}.json beside the checkpoint)')
 
     add = command('toy', make_toy, 'write a CelebA-format toy data set')
