@@ -1,15 +1,22 @@
 """5-point face alignment to 256x256: a line-by-line port of the official preprocess.py
-(github.com/Prinsphield/GeneGAN). Only the 5-point path that preprocess.py's main runs is
-ported; its unused align_2p / align_face_2p are left out.
+(github.com/Prinsphield/GeneGAN), the first stage of the pipeline: genegan.py imports from here,
+never the other way. Only the 5-point path that preprocess.py's main runs is ported; its unused
+align_2p / align_face_2p are left out.
 
     python align.py [--data_dir datasets/celebA/] [--out_dir DATA_DIR/align_5p/] [--num_workers N]
                     [--layout wild|align|csv]
+    python align.py --image PHOTO --landmarks X1,Y1,...,X5,Y5 [--out FILE]
+    python align.py --images DIR --landmarks FILE --out_dir OUT
 
-Reads one of CelebA's downloads (genegan.CELEBA_LAYOUTS): the in-the-wild DATA_DIR/data/*.jpg with
-list_landmarks_celeba.txt (preprocess.py's input), or the aligned-and-cropped img_align_celeba/*.jpg
-with list_landmarks_align_celeba.txt (or its CSV mirror). Writes OUT_DIR/{:06d}.jpg. Restartable:
-images already aligned (256x256, readable) are skipped, each image is written through a temp file
-and a rename, and unreadable inputs are reported in OUT_DIR/failed.txt while the rest are aligned.
+The first reads one of CelebA's downloads (CELEBA_LAYOUTS): the in-the-wild DATA_DIR/data/*.jpg
+with list_landmarks_celeba.txt (preprocess.py's input), or the aligned-and-cropped
+img_align_celeba/*.jpg with list_landmarks_align_celeba.txt (or its CSV mirror), and writes
+OUT_DIR/{:06d}.jpg. The other two align your own photos from their five points, in CelebA's
+order (left eye, right eye, nose tip, left mouth corner, right mouth corner; pixels): one photo,
+or a folder with a landmark file of CelebA's format (name x1 y1 ... x5 y5 rows, .txt or .csv),
+names kept. Restartable: images already aligned (256x256, readable) are skipped, each image is
+written through a temp file and a rename, and unreadable inputs are reported in
+OUT_DIR/failed.txt while the rest are aligned.
 """
 import argparse
 import glob
@@ -20,11 +27,82 @@ from multiprocessing import Pool
 
 import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
-from genegan import ALIGNED_SIZE, CELEBA_LAYOUTS, UserError, read_image, read_table
-
+ALIGNED_SIZE = 256           # preprocess.py: align_face_5p(..., 256)
+CELEBA_LAYOUTS = {     # the downloads, in order of preference: (image folders, landmark file)
+    'wild': (['data'], 'list_landmarks_celeba.txt'),                     # the official one
+    'align': (['img_align_celeba'], 'list_landmarks_align_celeba.txt'),  # 178x218 crops
+    'csv': (['img_align_celeba/img_align_celeba', 'img_align_celeba'],      # the CSV mirror
+            'list_landmarks_align_celeba.csv'),
+}
 FAILED_LIST = 'failed.txt'
+
+
+class UserError(Exception):
+    """A problem with the user's input: the CLIs print it as one line on stderr, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block), exit code 2."""
+    def error(self, message):
+        print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
+        sys.exit(2)
+
+
+def read_table(data_dir, name, number=int):
+    """CelebA's NAME.txt (a count line and a header; list_eval_partition.txt has neither), else
+    the mirror's NAME.csv. Returns (path, column names or None, rows of numbers, first column):
+    row i is image i+1."""
+    path = os.path.join(data_dir, name if '.' in name else name + '.txt')
+    if '.' not in name and not os.path.isfile(path) and os.path.isfile(path[:-4] + '.csv'):
+        path = path[:-4] + '.csv'
+    if not os.path.isfile(path):
+        wanted = name if '.' in name else name + '.txt (or .csv)'
+        raise UserError(f'{wanted} not found in {data_dir}')
+    with open(path) as f:
+        lines = f.read().strip().replace(',', ' ').split('\n')
+    names, start = None, 0
+    if path.endswith('.csv'):
+        if lines[0].split()[:1] != ['image_id']:
+            raise UserError(f'{path}:1: expected the header "image_id,...", got {lines[0][:40]!r}')
+        names, start = lines[0].split()[1:], 1
+    elif lines[0].strip().isdigit():
+        names, start = (lines[1].split() if len(lines) > 1 else []), 2
+    if len(lines) <= start:
+        raise UserError(f'{path}: no rows')
+    width = 1 + len(names) if names is not None else len(lines[0].split())
+    rows, keys = [], []
+    for lineno, line in enumerate(lines[start:], start=start + 1):
+        fields = line.split()
+        if len(fields) != width:
+            raise UserError(f'{path}:{lineno}: expected {width} columns, got {len(fields)}')
+        try:
+            rows.append([number(v) for v in fields[1:]])
+        except ValueError:
+            raise UserError(f'{path}:{lineno}: values must be '
+                            f'{"integers" if number is int else "numbers"}: {line.strip()[:60]!r}')
+        keys.append(fields[0])
+    return path, names, rows, keys
+
+
+def read_image(path, size=None):
+    """dataset.py read_images / test.py misc.imread: RGB uint8, size x size if size is given."""
+    if not os.path.isfile(path):
+        raise UserError(f'image not found: {path}')
+    try:
+        with Image.open(path) as im:
+            img = np.asarray(im.convert('RGB'))
+    except Image.DecompressionBombError:
+        raise UserError(f'{path}: too large to decode safely '
+                        f'(over {2 * Image.MAX_IMAGE_PIXELS} pixels)')
+    except (OSError, SyntaxError, ValueError) as err:
+        raise UserError(f'{path}: not a readable image ({type(err).__name__})')
+    if size and img.shape[:2] != (size, size):
+        raise UserError(f'{path}: is {img.shape[1]}x{img.shape[0]}, not {size}x{size} '
+                        f'(align.py writes {ALIGNED_SIZE}x{ALIGNED_SIZE})')
+    return img
 
 # preprocess.py: average landmarks
 mean_face_lm5p = np.array([
@@ -138,18 +216,16 @@ def is_aligned(path):
         return False
 
 
-def work(image_dir, out_dir, landmarks, i):
-    """preprocess.py: work, plus a skip of finished outputs and an atomic write.
-
-    Returns 'aligned', 'skipped' or the reason the image failed."""
-    src_imname = os.path.join(image_dir, '{:06d}.jpg'.format(i + 1))
-    des_imname = os.path.join(out_dir, '{:06d}.jpg'.format(i + 1))
-    if is_aligned(des_imname):
+def work(job, skip_done=True):
+    """preprocess.py: work, for one (source, output, 10 landmark values) job, plus a skip of
+    finished outputs and an atomic write. Returns 'aligned', 'skipped' or why the image failed."""
+    src_imname, des_imname, landmarks = job
+    if skip_done and is_aligned(des_imname):
         return 'skipped'
     img = cv2.imread(src_imname)
     if img is None:
         return f'{src_imname}: missing or not a readable image'
-    aligned_img = align_face_5p(img, landmarks[i])
+    aligned_img = align_face_5p(img, landmarks)
     ok, jpeg = cv2.imencode('.jpg', aligned_img)  # cv2.imwrite's encoder and default quality
     if not ok:
         return f'{src_imname}: JPEG encoding of the aligned face failed'
@@ -160,10 +236,10 @@ def work(image_dir, out_dir, landmarks, i):
     return 'aligned'
 
 
-def main(data_dir, out_dir, num_workers, layout=None):
-    """preprocess.py: main."""
+def celeba_jobs(data_dir, out_dir, layout=None):
+    """preprocess.py: main's inputs, from one of CelebA's downloads."""
     layout, image_dir, landmark_file = find_layout(data_dir, layout)
-    path, _, landmarks = read_table(data_dir, landmark_file)
+    path, _, landmarks, _ = read_table(data_dir, landmark_file)
     if any(len(lm) != 10 for lm in landmarks):
         raise UserError(f'{path}: expected 10 landmark values a row')
     im_list = glob.glob(os.path.join(image_dir, '*.jpg'))
@@ -173,14 +249,57 @@ def main(data_dir, out_dir, num_workers, layout=None):
     check_landmarks_fit(image_dir, landmark_file, landmarks)
     print(f'aligning {len(im_list)} images of the {layout!r} layout: {image_dir} '
           f'with {landmark_file}')
-    os.makedirs(out_dir, exist_ok=True)
+    return [(os.path.join(image_dir, '{:06d}.jpg'.format(i + 1)),
+             os.path.join(out_dir, '{:06d}.jpg'.format(i + 1)), lm)
+            for i, lm in enumerate(landmarks)]
 
-    partial_work = partial(work, image_dir, out_dir, landmarks)
+
+def folder_jobs(image_dir, landmark_file, out_dir):
+    """Your own photos: IMAGE_DIR/NAME for each row "NAME x1 y1 ... x5 y5" of a landmark file in
+    CelebA's format, written as OUT_DIR/NAME (a .jpg name: the output is a JPEG)."""
+    if not os.path.isdir(image_dir):
+        raise UserError(f'--images: folder not found: {image_dir}')
+    path, _, landmarks, names = read_table(*os.path.split(os.path.abspath(landmark_file)), float)
+    if any(len(lm) != 10 for lm in landmarks):
+        raise UserError(f'{path}: expected a name and 10 landmark values a row')
+    outs = [os.path.splitext(name)[0] + '.jpg' for name in names]
+    if len(set(outs)) < len(outs):
+        raise UserError(f'{path}: two rows would write the same {outs[0]}: names must differ '
+                        f'before their extension')
+    print(f'aligning {len(names)} images of {image_dir} with {landmark_file}')
+    return [(os.path.join(image_dir, name), os.path.join(out_dir, out), lm)
+            for name, out, lm in zip(names, outs, landmarks)]
+
+
+def align_photo(image, landmarks, out):
+    """One photo from its 5 points given on the command line, as align_face_5p aligns."""
+    try:
+        lm = [float(v) for v in landmarks.split(',')]
+    except ValueError:
+        lm = []
+    if len(lm) != 10:
+        raise UserError(f'--landmarks: expected 10 numbers X1,Y1,...,X5,Y5, got {landmarks!r}')
+    out = out or os.path.splitext(image)[0] + '_aligned.jpg'
+    if not out.lower().endswith(('.jpg', '.jpeg')) or os.path.abspath(out) == os.path.abspath(image):
+        raise UserError(f'--out {out}: must be a new .jpg file name (the output is a JPEG)')
+    h, w = read_image(image).shape[:2]
+    if min(lm) < 0 or max(lm[0::2]) >= w or max(lm[1::2]) >= h:
+        raise UserError(f'--landmarks: a point lies outside the {w}x{h} image {image}: '
+                        f'give x,y pixel pairs, x to the right, y down')
+    why = work((image, out, lm), skip_done=False)
+    if why != 'aligned':
+        raise UserError(why)
+    print(f'wrote {out}')
+
+
+def main(jobs, out_dir, num_workers):
+    """preprocess.py: main's pool over the jobs, reporting what failed."""
+    os.makedirs(out_dir, exist_ok=True)
     counts = {'aligned': 0, 'skipped': 0}
     failed = []
     with Pool(num_workers) as pool:
-        results = pool.imap(partial_work, range(len(im_list)), chunksize=16)
-        for result in tqdm(results, total=len(im_list), desc='align', unit='img'):
+        results = pool.imap(work, jobs, chunksize=16)
+        for result in tqdm(results, total=len(jobs), desc='align', unit='img'):
             if result in counts:
                 counts[result] += 1
             else:
@@ -200,19 +319,35 @@ def main(data_dir, out_dir, num_workers, layout=None):
 
 
 def cli(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = Parser(description=__doc__.split('\n')[0])
     parser.add_argument('--data_dir', default='datasets/celebA/',
                         help='holds data/*.jpg and list_landmarks_celeba.txt, or img_align_celeba/ '
                              'and list_landmarks_align_celeba.txt/.csv (default: %(default)s)')
     parser.add_argument('--layout', choices=list(CELEBA_LAYOUTS),
                         help='force one layout (default: the first found, in-the-wild first)')
-    parser.add_argument('--out_dir', default=None, help='default: DATA_DIR/align_5p/')
+    photos = parser.add_mutually_exclusive_group()
+    photos.add_argument('--image', help='align one photo of yours, from --landmarks X1,Y1,...,Y5')
+    photos.add_argument('--images', help='align a folder of photos, from --landmarks FILE')
+    parser.add_argument('--landmarks', help='with --image: 10 comma-separated pixel coordinates; '
+                        'with --images: a file of "name x1 y1 ... x5 y5" rows (.txt or .csv). '
+                        'Order: left eye, right eye, nose tip, left and right mouth corner')
+    parser.add_argument('--out', help='with --image: the aligned JPEG (default: PHOTO_aligned.jpg)')
+    parser.add_argument('--out_dir', default=None,
+                        help='default: DATA_DIR/align_5p/; required with --images')
     parser.add_argument('--num_workers', type=int, default=os.cpu_count(),
                         help='worker processes (default: %(default)s; preprocess.py used 30)')
     args = parser.parse_args(argv)
-    out_dir = args.out_dir or os.path.join(args.data_dir, 'align_5p')
+    if (args.image or args.images) and not args.landmarks:
+        parser.error(f'--{"image" if args.image else "images"} needs --landmarks')
+    if args.images and not args.out_dir:
+        parser.error('--images needs --out_dir')
     try:
-        main(args.data_dir, out_dir, max(1, args.num_workers), args.layout)
+        if args.image:
+            return align_photo(args.image, args.landmarks, args.out)
+        out_dir = args.out_dir or os.path.join(args.data_dir, 'align_5p')
+        jobs = (folder_jobs(args.images, args.landmarks, out_dir) if args.images
+                else celeba_jobs(args.data_dir, out_dir, args.layout))
+        main(jobs, out_dir, max(1, args.num_workers))
     except UserError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)

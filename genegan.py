@@ -21,13 +21,18 @@ import sys
 import time
 import warnings
 from multiprocessing import Pool
+from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
+
+from align import (ALIGNED_SIZE, CELEBA_LAYOUTS, Parser, UserError, align_face_5p, mean_face_lm5p,
+                   read_image, read_table)
 
 # ---- config: every number below comes from the official code (file named) or the paper -----------
 IMG_SIZE = 64                # dataset.py: nhwc = [64, 64, 64, 3]
@@ -52,10 +57,8 @@ NUM_SAMPLE_ROWS = 5          # train.py: for j in range(5)
 NUM_SUMMARY_IMAGES = 30      # train.py: tf.summary.image(..., max_outputs=30)
 IMAGE_KEYS = ('Ax', 'Be', 'Ax2', 'Be2', 'Bx', 'Ae')   # train.py: tf.summary.image tags
 KEEP_CHECKPOINTS = 5         # tf.train.Saver default max_to_keep
-TRAIN_RESIZE_STRIDE = 4      # dataset.py's resize_images 256 -> 64 samples exactly every 4th pixel
-ALIGNED_SIZE = 256           # preprocess.py: align_face_5p(..., 256)
 PARTITIONS = {'train': 0, 'val': 1, 'test': 2}   # CelebA's list_eval_partition.txt
-HELD_OUT_SHARE = 0.1         # eval without a partition file: the last 10% of rows, as CelebA's
+HELD_OUT_SHARE = 0.1         # eval without a partition: the last 10% of each set, as CelebA's
 CHECKPOINT_FORMAT = 'genegan-pytorch/1'
 CHECKPOINT_KEYS = ('iter', 'config', 'model', 'g_opt', 'd_opt', 'sampler_A', 'sampler_B',
                    'torch_rng')
@@ -64,52 +67,50 @@ CLASSIFIER_FORMAT = 'genegan-pytorch-classifier/1'
 CLASSIFIER_STEPS, CLASSIFIER_BATCH, CLASSIFIER_LR = 300, 32, 2e-4   # Adam on the logistic loss
 CLASSIFIER_BN_BATCHES = 20   # batches that give its BatchNorm layers their moving statistics
 
-class UserError(Exception):
-    """A problem with the user's input: main prints it as one line on stderr, exit code 2."""
-
 # ---- data: dataset.py ----------------------------------------------------------------------------
-CELEBA_LAYOUTS = {     # align.py's input, in order of preference: (image folders, landmark file)
-    'wild': (['data'], 'list_landmarks_celeba.txt'),                     # the official one
-    'align': (['img_align_celeba'], 'list_landmarks_align_celeba.txt'),  # 178x218 crops
-    'csv': (['img_align_celeba/img_align_celeba', 'img_align_celeba'],      # the CSV mirror
-            'list_landmarks_align_celeba.csv'),
-}
+class DataSet(NamedTuple):
+    """A list of image files, each in set A (Ax, with the attribute: idxs1) or set B (Be, without:
+    idxs2), and each row's partition (PARTITIONS) where the data set has one. CelebA's tables and
+    two folders are two ways of building it; the cache, sampler, partition and eval see only it."""
+    kind: str              # 'CelebA' or 'two folders'
+    attribute: str         # the column of list_attr_celeba; for two folders only a name
+    paths: list
+    idxs1: list
+    idxs2: list
+    partition: list        # one of PARTITIONS' values per row, or None
+    cache: str             # the 64x64 cache file
+    size: int              # the size every image must have (align.py's output), or None
 
-def read_table(data_dir, name):
-    """CelebA's NAME.txt (a count line and a header; list_eval_partition.txt has neither), else
-    the mirror's NAME.csv. Returns (path, column names or None, integer rows): row i, image i+1."""
-    path = os.path.join(data_dir, name if '.' in name else name + '.txt')
-    if '.' not in name and not os.path.isfile(path) and os.path.isfile(path[:-4] + '.csv'):
-        path = path[:-4] + '.csv'
-    if not os.path.isfile(path):
-        wanted = name if '.' in name else name + '.txt (or .csv)'
-        raise UserError(f'{wanted} not found in {data_dir}')
-    with open(path) as f:
-        lines = f.read().strip().replace(',', ' ').split('\n')
-    names, start = None, 0
-    if path.endswith('.csv'):
-        if lines[0].split()[:1] != ['image_id']:
-            raise UserError(f'{path}:1: expected the header "image_id,...", got {lines[0][:40]!r}')
-        names, start = lines[0].split()[1:], 1
-    elif lines[0].strip().isdigit():
-        names, start = (lines[1].split() if len(lines) > 1 else []), 2
-    if len(lines) <= start:
-        raise UserError(f'{path}: no rows')
-    width = 1 + len(names) if names is not None else len(lines[0].split())
-    rows = []
-    for lineno, line in enumerate(lines[start:], start=start + 1):
-        fields = line.split()
-        if len(fields) != width:
-            raise UserError(f'{path}:{lineno}: expected {width} columns, got {len(fields)}')
-        try:
-            rows.append([int(v) for v in fields[1:]])
-        except ValueError:
-            raise UserError(f'{path}:{lineno}: values must be integers: {line.strip()[:60]!r}')
-    return path, names, rows
+    def identity(self):
+        """What a checkpoint records, so that --resume and eval refuse another data set."""
+        return (f'{self.kind}, attribute {self.attribute}, '
+                f'{len(self.idxs1)} A and {len(self.idxs2)} B images')
+
+def load_dataset(data_dir, attribute=None, need_partition=False):
+    """Two folders where DATA_DIR holds trainA/ and trainB/, else CelebA's files."""
+    if not os.path.isdir(data_dir):
+        raise UserError(f'data directory not found: {data_dir}')
+    if all(os.path.isdir(os.path.join(data_dir, 'train' + s)) for s in 'AB'):
+        return folder_dataset(data_dir, attribute or 'trainA', need_partition)
+    return celeba_dataset(data_dir, attribute or 'Smiling', need_partition)
+
+def celeba_dataset(data_dir, attribute, need_partition):
+    """dataset.py: Dataset.filenames1/2: row i of list_attr_celeba is align_5p/{i+1:06d}.jpg."""
+    idxs1, idxs2, rows = read_attributes(data_dir, attribute)
+    partition = None
+    if need_partition or any(os.path.isfile(os.path.join(data_dir, 'list_eval_partition' + ext))
+                             for ext in ('.txt', '.csv')):
+        partition = read_partition(data_dir, rows)
+    if not os.path.isdir(os.path.join(data_dir, 'align_5p')):
+        raise UserError(f'aligned faces not found: {os.path.join(data_dir, "align_5p")} '
+                        f'(run: python align.py --data_dir {data_dir})')
+    return DataSet('CelebA', attribute, [aligned_path(data_dir, i) for i in range(rows)],
+                   idxs1, idxs2, partition, os.path.join(data_dir, 'align_5p_64x64.npy'),
+                   ALIGNED_SIZE)
 
 def read_attributes(data_dir, attribute):
     """dataset.py: Dataset.__init__. Rows marked 1 are set A (Ax), rows marked -1 set B (Be)."""
-    path, names, rows = read_table(data_dir, 'list_attr_celeba')
+    path, names, rows, _ = read_table(data_dir, 'list_attr_celeba')
     if attribute not in (names or []):
         raise UserError(f'attribute {attribute!r} is not in {path}; valid: {" ".join(names or [])}')
     attributes = [row[names.index(attribute)] for row in rows]
@@ -122,7 +123,7 @@ def read_attributes(data_dir, attribute):
 
 def read_partition(data_dir, num_rows):
     """CelebA's list_eval_partition.txt (or .csv): 0 train, 1 val, 2 test, one row per image."""
-    path, _, rows = read_table(data_dir, 'list_eval_partition')
+    path, _, rows, _ = read_table(data_dir, 'list_eval_partition')
     for i, row in enumerate(rows):
         if row not in ([0], [1], [2]):
             raise UserError(f'{path}:{i + 1 + path.endswith(".csv")}: expected "name 0|1|2"')
@@ -133,72 +134,101 @@ def read_partition(data_dir, num_rows):
 def aligned_path(data_dir, idx):
     return os.path.join(data_dir, 'align_5p', '{:06d}.jpg'.format(idx + 1))
 
-def read_image(path, size=None):
-    """dataset.py read_images / test.py misc.imread: RGB uint8, size x size if size is given."""
-    if not os.path.isfile(path):
-        raise UserError(f'image not found: {path}')
-    try:
-        with Image.open(path) as im:
-            img = np.asarray(im.convert('RGB'))
-    except Image.DecompressionBombError:
-        raise UserError(f'{path}: too large to decode safely '
-                        f'(over {2 * Image.MAX_IMAGE_PIXELS} pixels)')
-    except (OSError, SyntaxError, ValueError) as err:
-        raise UserError(f'{path}: not a readable image ({type(err).__name__})')
-    if size and img.shape[:2] != (size, size):
-        raise UserError(f'{path}: is {img.shape[1]}x{img.shape[0]}, not {size}x{size} '
-                        f'(align.py writes {ALIGNED_SIZE}x{ALIGNED_SIZE})')
-    return img
+def folder_dataset(data_dir, attribute, need_partition):
+    """DATA_DIR/trainA (set A) and trainB (set B), and optionally testA and testB, the test
+    partition (CycleGAN's folder names): every file PIL knows by its extension, of any size."""
+    Image.init()
+    tests = [os.path.isdir(os.path.join(data_dir, 'test' + s)) for s in 'AB']
+    if tests[0] != tests[1] or (need_partition and not all(tests)):
+        raise UserError(f'{data_dir} needs both testA/ and testB/ (the held-out test partition)'
+                        f'{" for --partition train" if need_partition else ", or neither"}')
+    paths, idxs, partition = [], {'A': [], 'B': []}, []
+    for part in ('train', 'test') if all(tests) else ('train',):
+        for s in 'AB':
+            folder = os.path.join(data_dir, part + s)
+            names = sorted(n for n in os.listdir(folder)
+                           if os.path.splitext(n)[1].lower() in Image.registered_extensions())
+            if not names:
+                raise UserError(f'no images in {folder} (any image PIL reads: .jpg, .png, ...)')
+            idxs[s] += range(len(paths), len(paths) + len(names))
+            paths += [os.path.join(folder, n) for n in names]
+            partition += [PARTITIONS[part]] * len(names)
+    return DataSet('two folders', attribute, paths, idxs['A'], idxs['B'],
+                   partition if all(tests) else None,
+                   os.path.join(data_dir, 'images_64x64.npy'), None)
 
 def train_resize(img):
-    """dataset.py: tf.image.resize_images(image, [64, 64]) of a 256x256 aligned face. TF's
-    legacy bilinear (no half-pixel centres) samples source pixel 4*i exactly: a stride-4 slice."""
-    return np.ascontiguousarray(img[::TRAIN_RESIZE_STRIDE, ::TRAIN_RESIZE_STRIDE])
+    """dataset.py: tf.image.resize_images(image, [64, 64]) of an HxWx3 uint8 image: TF's legacy
+    bilinear (no half-pixel centres), in float32 as TF computes it. Where H and W are multiples of
+    64 (256x256 aligned faces) it samples every (H/64)-th pixel exactly: a uint8 slice then."""
+    h, w = img.shape[:2]
+    if h % IMG_SIZE == 0 and w % IMG_SIZE == 0:
+        return np.ascontiguousarray(img[::h // IMG_SIZE, ::w // IMG_SIZE])
+    (y0, y1, dy), (x0, x1, dx) = resize_weights(h), resize_weights(w)
+    img = img.astype(np.float32)
+    top = img[y0][:, x0] + (img[y0][:, x1] - img[y0][:, x0]) * dx[:, None]
+    bottom = img[y1][:, x0] + (img[y1][:, x1] - img[y1][:, x0]) * dx[:, None]
+    return top + (bottom - top) * dy[:, None, None]
 
-def _cache_one(path):
+def resize_weights(n):
+    """TF's compute_interpolation_weights, LegacyScaler: source i * (n / 64) in float32."""
+    x = np.arange(IMG_SIZE, dtype=np.float32) * np.float32(n / IMG_SIZE)
+    lo = np.floor(x)
+    return lo.astype(np.int64), np.minimum(np.ceil(x), n - 1).astype(np.int64), x - lo
+
+def _cache_one(job):
     try:
-        return train_resize(read_image(path, ALIGNED_SIZE)), None
+        return train_resize(read_image(*job)), None
     except UserError as err:
         return None, str(err)
 
-def load_cache(data_dir, num_rows, num_workers=0, skip_bad=False):
-    """All aligned faces resized for training, memory-mapped from DATA_DIR/align_5p_64x64.npy,
-    rebuilt when a file's size or mtime changes. Returns (images, bad rows, fingerprint)."""
-    if not os.path.isdir(os.path.join(data_dir, 'align_5p')):
-        raise UserError(f'aligned faces not found: {os.path.join(data_dir, "align_5p")} '
-                        f'(run: python align.py --data_dir {data_dir})')
-    cache = os.path.join(data_dir, 'align_5p_64x64.npy')
-    paths = [aligned_path(data_dir, i) for i in range(num_rows)]
+def load_cache(data, num_workers=0, skip_bad=False):
+    """Every image of the data set resized for training, memory-mapped from its cache file,
+    rebuilt when a file's name, size or mtime changes. Returns (images, bad rows, fingerprint)."""
+    root = len(os.path.dirname(data.cache) + os.sep)  # names relative to the data folder
     stats = []
-    for path in paths:                          # one stat per file: CelebA has 202,599
+    for path in data.paths:                     # one stat per file: CelebA has 202,599
         try:
             st = os.stat(path)
-            stats.append(f'{st.st_size}:{st.st_mtime_ns}')
+            stats.append(f'{path[root:]}:{st.st_size}:{st.st_mtime_ns}')
         except OSError:
-            stats.append('missing')
+            stats.append(f'{path[root:]}:missing')
     fingerprint = hashlib.sha256('\n'.join(stats).encode()).hexdigest()
     meta = None
-    with contextlib.suppress(OSError, ValueError), open(cache[:-4] + '.json') as f:
+    with contextlib.suppress(OSError, ValueError), open(data.cache[:-4] + '.json') as f:
         meta = json.load(f)                     # missing or unreadable: rebuilt below
-    if not (os.path.exists(cache) and meta and meta.get('fingerprint') == fingerprint):
-        meta = build_cache(paths, cache, fingerprint, num_workers)
+    if not (os.path.exists(data.cache) and meta and meta.get('fingerprint') == fingerprint):
+        meta = build_cache(data, fingerprint, num_workers)
     bad = meta['bad']
     if bad and not skip_bad:
         shown = '; '.join(why for _, why in bad[:3])
-        raise UserError(f'{len(bad)} aligned image(s) missing or unreadable (all listed in '
-                        f'{cache[:-4]}_bad.txt): {shown}{"; ..." if len(bad) > 3 else ""}. '
-                        f'Re-run align.py, or pass --skip_bad to train without them')
-    return np.load(cache, mmap_mode='r'), {i for i, _ in bad}, fingerprint
+        raise UserError(f'{len(bad)} image(s) missing or unreadable (all listed in '
+                        f'{data.cache[:-4]}_bad.txt): {shown}{"; ..." if len(bad) > 3 else ""}. '
+                        f'Re-align or replace them, or pass --skip_bad to train without them')
+    return np.load(data.cache, mmap_mode='r'), {i for i, _ in bad}, fingerprint
 
-def build_cache(paths, cache, fingerprint, num_workers):
+def cache_dtype(paths):
+    """uint8 where every image's resize is an exact sample (sides that are multiples of 64), else
+    float32: TF's bilinear values are not integers, and training sees them unrounded."""
+    for path in paths:
+        with contextlib.suppress(OSError, SyntaxError, ValueError, Image.DecompressionBombError), \
+                Image.open(path) as im:         # an unreadable file is reported by the build
+            if im.size[0] % IMG_SIZE or im.size[1] % IMG_SIZE:
+                return np.float32
+    return np.uint8
+
+def build_cache(data, fingerprint, num_workers):
+    cache = data.cache
     tmp = cache + '.tmp.npy'
     bad = []
     try:
         with Pool(num_workers) if num_workers > 0 else contextlib.nullcontext() as pool:
-            images = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8,
-                                               shape=(len(paths), IMG_SIZE, IMG_SIZE, 3))
-            results = pool.imap(_cache_one, paths, chunksize=64) if pool else map(_cache_one, paths)
-            for i, (img, why) in enumerate(tqdm(results, total=len(paths), desc='cache 64x64')):
+            images = np.lib.format.open_memmap(
+                tmp, mode='w+', dtype=np.uint8 if data.size else cache_dtype(data.paths),
+                shape=(len(data.paths), IMG_SIZE, IMG_SIZE, 3))
+            jobs = [(path, data.size) for path in data.paths]
+            results = pool.imap(_cache_one, jobs, chunksize=64) if pool else map(_cache_one, jobs)
+            for i, (img, why) in enumerate(tqdm(results, total=len(jobs), desc='cache 64x64')):
                 if why is None:
                     images[i] = img
                 else:
@@ -674,11 +704,14 @@ class StopRequest:
             signal.signal(s, handler)
 
 def require_same_config(ckpt, path, args, *keys):
+    config = ckpt['config']
     for key in keys:
-        saved = ckpt['config'].get(key)
+        saved = config.get(key, getattr(args, key))   # older checkpoints lack 'data'
         if saved != getattr(args, key):
+            fix = (f'--data_dir {config["data_dir"]} --attribute {config["attribute"]}'
+                   if key == 'data' else f'--{key} {saved}')
             raise UserError(f'{path} was trained with {key} {saved!r}, not '
-                            f'{getattr(args, key)!r}: pass --{key} {saved}')
+                            f'{getattr(args, key)!r}: pass {fix}')
 
 def non_finite(named):
     """The first key of {key: tensor} whose tensor is not all finite, or None: one host sync."""
@@ -687,13 +720,11 @@ def non_finite(named):
 
 def train(args):
     device = pick_device(args.device, args.tf32)
-    if not os.path.isdir(args.data_dir):
-        raise UserError(f'data directory not found: {args.data_dir}')
-    idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
+    data = load_dataset(args.data_dir, args.attribute, args.partition == 'train')
+    args.attribute, args.data = data.attribute, data.identity()     # recorded in the config
     held = set()           # train.py trains on every row; --partition train leaves out val and test
     if args.partition == 'train':
-        part = read_partition(args.data_dir, rows)
-        held = {i for i, p in enumerate(part) if p != PARTITIONS['train']}
+        held = {i for i, p in enumerate(data.partition) if p != PARTITIONS['train']}
     model_dir = os.path.join(args.exp_dir, 'model')
     latest = os.path.join(model_dir, 'latest.pt')
     ckpt = None
@@ -701,18 +732,17 @@ def train(args):
         if not os.path.isfile(latest):
             raise UserError(f'--resume: no checkpoint at {latest}')
         ckpt = load_checkpoint(latest, device)
-        require_same_config(ckpt, latest, args, 'second_ratio', 'attribute', 'partition')
+        require_same_config(ckpt, latest, args, 'data', 'second_ratio', 'partition', 'attribute')
     elif os.path.exists(latest):
         raise UserError(f'{args.exp_dir} already holds a run ({latest}); '
                         f'pass --resume to continue it, or choose another --exp_dir')
-    images, bad, _ = load_cache(args.data_dir, rows, args.num_workers, args.skip_bad)
+    images, bad, _ = load_cache(data, args.num_workers, args.skip_bad)
     samplers = []
-    for idxs, seed, what in ((idxs1, args.seed, 'set A (with'),
-                             (idxs2, args.seed + 1, 'set B (without')):
+    for idxs, seed, name in ((data.idxs1, args.seed, 'A'), (data.idxs2, args.seed + 1, 'B')):
         idxs = [i for i in idxs if i not in bad | held]
         if args.batch_size > len(idxs):
-            raise UserError(f'--batch_size {args.batch_size} is larger than {what} '
-                            f'{args.attribute}: {len(idxs)} images)')
+            raise UserError(f'--batch_size {args.batch_size} is larger than set {name} '
+                            f'({len(idxs)} training images)')
         samplers.append(Sampler(images, idxs, args.batch_size, seed, device))
     sampler_A, sampler_B = samplers
 
@@ -897,16 +927,17 @@ def demo(args):
     print('wrote ' + ' '.join(os.path.join(args.out_dir, name) for name in outputs))
 
 # ---- eval: a classifier judges the edits (AttGAN/STGAN protocol), PSNR what is kept ------------
-def held_out_rows(data_dir, rows):
-    """The test partition (2) of list_eval_partition.txt (or .csv), else the last 10% of rows.
+def held_out_rows(data):
+    """The test partition (2) where the data set has one, else the last 10% of each set.
     Returns (held-out rows, training rows, what they are)."""
-    if any(os.path.isfile(os.path.join(data_dir, 'list_eval_partition' + ext))
-           for ext in ('.txt', '.csv')):
-        part = read_partition(data_dir, rows)
-        return ({i for i, p in enumerate(part) if p == PARTITIONS['test']},
-                {i for i, p in enumerate(part) if p == PARTITIONS['train']}, 'test partition')
-    first = rows - int(rows * HELD_OUT_SHARE)
-    return set(range(first, rows)), set(range(first)), f'rows {first + 1}-{rows} (no partition)'
+    if data.partition is not None:
+        return ({i for i, p in enumerate(data.partition) if p == PARTITIONS['test']},
+                {i for i, p in enumerate(data.partition) if p == PARTITIONS['train']},
+                'test partition')
+    held = {i for idxs in (data.idxs1, data.idxs2)
+            for i in idxs[len(idxs) - int(len(idxs) * HELD_OUT_SHARE):]}
+    return (held, set(data.idxs1 + data.idxs2) - held,
+            f'the last {HELD_OUT_SHARE:.0%} of each set (no partition)')
 
 def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, device):
     """The critic architecture (model.py: discriminator) as a logistic attribute classifier on
@@ -948,12 +979,13 @@ def evaluate_checkpoint(args):
     """eval: score a checkpoint on held-out faces; prints a table and writes JSON."""
     device = pick_device(args.device)
     path, ckpt, model = load_model(args, device)
-    require_same_config(ckpt, path, args, 'attribute')
-    idxs1, idxs2, rows = read_attributes(args.data_dir, args.attribute)
-    held, train_rows, split = held_out_rows(args.data_dir, rows)
-    images, bad, fingerprint = load_cache(args.data_dir, rows, args.num_workers, skip_bad=True)
+    data = load_dataset(args.data_dir, args.attribute)
+    args.attribute, args.data = data.attribute, data.identity()
+    require_same_config(ckpt, path, args, 'data', 'attribute')
+    held, train_rows, split = held_out_rows(data)
+    images, bad, fingerprint = load_cache(data, args.num_workers, skip_bad=True)
     test_sets, train_sets = [], []
-    for name, idxs in (('A', idxs1), ('B', idxs2)):
+    for name, idxs in (('A', data.idxs1), ('B', data.idxs2)):
         test_sets.append([i for i in idxs if i in held and i not in bad])
         train_sets.append([i for i in idxs if i in train_rows and i not in bad])
         if len(test_sets[-1]) < args.num:
@@ -982,11 +1014,6 @@ def evaluate_checkpoint(args):
     return result
 
 # ---- CLI -----------------------------------------------------------------------------------------
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
-        sys.exit(2)
-
 def at_least(low):
     """An argparse type: an integer of at least LOW, checked before anything runs."""
     def integer(text):
@@ -1004,9 +1031,11 @@ def build_parser():
         for names, kw in specs:
             shared.add_argument(*names, **kw)
         return shared
-    attr = flags((['-a', '--attr', '--attribute'], dict(
-        dest='attribute', default='Smiling', help='column of list_attr_celeba: 1 = set A, -1 = B')))
-    data = flags((['--data_dir'], dict(default='datasets/celebA', help='CelebA or a toy set')))
+    attr = flags((['-a', '--attr', '--attribute'], dict(dest='attribute', help=(
+        'column of list_attr_celeba, 1 = set A, -1 = B (default Smiling); two folders: a name '
+        '(default trainA)'))))
+    data = flags((['--data_dir'], dict(default='datasets/celebA',
+                                       help='CelebA, a toy set, or two folders trainA/ trainB/')))
     workers = flags((['--num_workers'], dict(type=int, default=os.cpu_count(),
                                              help='processes that build the 64x64 cache')))
     device = flags((['--device'], dict(default='auto', help='auto (mps, cuda, cpu), or a name')))
@@ -1021,7 +1050,7 @@ def build_parser():
         p.set_defaults(func=func)
         return p.add_argument
 
-    add = command('train', train, 'train on CelebA-format data (train.py)',
+    add = command('train', train, 'train on CelebA or two folders (train.py)',
                   [attr, data, device, workers, speed])
     add('--exp_dir', default='train_log', help='model/, logs/ and sample_img/ go here')
     for flag, default in (('max_iter', MAX_ITER), ('batch_size', BATCH_SIZE), ('d_burst', D_BURST),
@@ -1034,9 +1063,9 @@ def build_parser():
     add('--keep', type=at_least(1), default=KEEP_CHECKPOINTS,
         help='model_*.pt kept, as tf.train.Saver')
     add('--partition', choices=('all', 'train'), default='all',
-        help='all rows (train.py), or the train rows of list_eval_partition')
+        help='all rows (train.py), or the train rows of list_eval_partition (or trainA/B)')
     add('--resume', action='store_true', help='continue from EXP_DIR/model/latest.pt')
-    add('--skip_bad', action='store_true', help='train without aligned images that are unreadable')
+    add('--skip_bad', action='store_true', help='train without images that are unreadable')
 
     for mode, help_text in (('swap', 'swap an attribute between two faces'),
                             ('interpolation', 'scale an attribute: interpolation.jpg'),
@@ -1061,12 +1090,13 @@ def build_parser():
         help='steps to train a new classifier')
     add('--out', help='JSON file (default: eval_{attr}_{iter}.json beside the checkpoint)')
 
-    add = command('toy', make_toy, 'write a CelebA-format toy data set')
+    add = command('toy', make_toy, 'write a toy data set: CelebA\'s files or two folders', [attr])
     add('--out', required=True, help='a new folder')
     add('--num', type=at_least(2), default=200, help='faces')
     add('--seed', type=int, default=0, help='drawing seed')
-    add('--layout', choices=list(CELEBA_LAYOUTS), default='wild',
-        help='in-the-wild (data/), aligned-and-cropped (img_align_celeba/), or its CSV mirror')
+    add('--layout', choices=[*CELEBA_LAYOUTS, 'folders'], default='wild',
+        help='in-the-wild (data/), aligned-and-cropped (img_align_celeba/), its CSV mirror, or '
+             'aligned faces in trainA/ trainB/ testA/ testB/ split by --attr')
 
     add = command('bench', bench, 'time training, sampling and alignment on synthetic data',
                   [device, speed])
@@ -1105,8 +1135,6 @@ CELEBA_ALIGNED_LM = np.float32([[69, 111], [108, 111], [88, 134], [72, 152], [10
 def draw_toy_face(rng, attrs):
     """One in-the-wild-sized canvas with a drawn face at a random place, scale and roll.
     Returns (BGR image, 5x2 integer landmarks in CelebA's order)."""
-    import cv2
-    from align import mean_face_lm5p
     # Face geometry in units of the face scale, centred on the face. The landmarks are
     # preprocess.py's mean face, so aligned toy faces sit where aligned CelebA faces do.
     landmarks = mean_face_lm5p
@@ -1162,14 +1190,20 @@ def draw_toy_face(rng, attrs):
 
 def make_toy(args):
     """CelebA's files in one of its layouts (CELEBA_LAYOUTS): the images, their 5 landmarks,
-    list_attr_celeba and list_eval_partition (rows 80/10/10% train/val/test, as CelebA's)."""
-    import cv2
-    folders, landmark_file = CELEBA_LAYOUTS[args.layout]
-    stem, ext = os.path.splitext(landmark_file)
-    data = os.path.join(args.out, folders[0])
-    if glob.glob(os.path.join(data, '*.jpg')):
-        raise UserError(f'{data} already holds images; choose another --out')
-    os.makedirs(data, exist_ok=True)
+    list_attr_celeba and list_eval_partition (rows 80/10/10% train/val/test, as CelebA's). Or
+    two folders: the same faces aligned as align.py aligns them, in trainA/trainB (train and val
+    rows) and testA/testB (test rows) by --attr."""
+    folders = (['trainA', 'trainB', 'testA', 'testB'] if args.layout == 'folders'
+               else CELEBA_LAYOUTS[args.layout][0][:1])
+    stem, ext = os.path.splitext(CELEBA_LAYOUTS.get(args.layout, ('', ''))[1])
+    attribute = args.attribute or 'Smiling'
+    if args.attribute and args.layout != 'folders' or attribute not in CELEBA_ATTRIBUTES:
+        raise UserError(f'--attr {attribute!r}: toy --layout folders splits by one of '
+                        f'{" ".join(CELEBA_ATTRIBUTES)}; the CelebA layouts write them all')
+    for data in (os.path.join(args.out, folder) for folder in folders):
+        if glob.glob(os.path.join(data, '*.jpg')):
+            raise UserError(f'{data} already holds images; choose another --out')
+        os.makedirs(data, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     tables = {stem: [], 'list_attr_celeba': [], 'list_eval_partition': []}
     for i in range(args.num):
@@ -1178,16 +1212,26 @@ def make_toy(args):
         for key in HAIR_COLOURS:
             attrs[key] = 1 if key == hair else -1
         img, landmarks = draw_toy_face(rng, attrs)
+        name = '{:06d}.jpg'.format(i + 1)
+        split = int(i >= 0.8 * args.num) + int(i >= 0.9 * args.num)
+        if args.layout == 'folders':    # what align.py writes from the in-the-wild JPEG
+            img = cv2.imdecode(cv2.imencode('.jpg', img)[1], cv2.IMREAD_COLOR)
+            folder = 'test' if split == PARTITIONS['test'] else 'train'
+            folder += 'A' if attrs[attribute] == 1 else 'B'
+            cv2.imwrite(os.path.join(args.out, folder, name), align_face_5p(img, landmarks))
+            continue
         if args.layout != 'wild':       # aligned and cropped as CelebA's: a similarity, then a crop
             mat = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), CELEBA_ALIGNED_LM)[0]
             img = cv2.warpAffine(img, mat, CELEBA_ALIGNED_SIZE)
             landmarks = (landmarks @ mat[:, :2].T + mat[:, 2]).round().astype(int)
-        name = '{:06d}.jpg'.format(i + 1)
         cv2.imwrite(os.path.join(data, name), img)
         tables[stem].append([name, *landmarks.ravel()])
         tables['list_attr_celeba'].append([name, *(attrs[k] for k in CELEBA_ATTRIBUTES)])
-        split = int(i >= 0.8 * args.num) + int(i >= 0.9 * args.num)
         tables['list_eval_partition'].append([name, split])
+    if args.layout == 'folders':
+        print(f'wrote {args.num} aligned toy faces to {args.out}, split by {attribute} '
+              f'(next: python genegan.py train --data_dir {args.out} --partition train)')
+        return
     for table, header in ((stem, LANDMARK_NAMES), ('list_attr_celeba', CELEBA_ATTRIBUTES),
                           ('list_eval_partition', None)):
         sep = ',' if ext == '.csv' else ' '
@@ -1211,9 +1255,7 @@ def seconds(work, n):
     return float(np.median(times))
 
 def bench(args):
-    import cv2
     from torch.utils.flop_counter import FlopCounterMode
-    import align
     device = pick_device(args.device, args.tf32)
     torch.manual_seed(0)
     trainer = Trainer(prepare_for_training(GeneGAN(), device, args.compile))
@@ -1234,7 +1276,7 @@ def bench(args):
     sampler_rate = bs / seconds(sampler_A.draw, 50)
     face = np.random.default_rng(0).integers(0, 256, (687, 409, 3), np.uint8)
     landmarks = [165, 184, 244, 176, 196, 249, 194, 271, 266, 260]
-    align_rate = 1 / seconds(lambda: cv2.imencode('.jpg', align.align_face_5p(face, landmarks)), 50)
+    align_rate = 1 / seconds(lambda: cv2.imencode('.jpg', align_face_5p(face, landmarks)), 50)
     print(f'device: {device} ({torch.get_num_threads()} CPU threads), batch {bs}, '
           f'{args.iters} timed iterations after 1 warm-up')
     print(f'train iteration (D step + clip + G step): {sec:.3f} s (median)')

@@ -366,7 +366,8 @@ def test_toy_set_has_celeba_layout_and_true_landmarks(toy):
         column = [int(row.split()[1 + names.index(attribute)]) for row in lines[2:]]
         assert set(column) == {-1, 1}, attribute
     assert G.read_partition(toy, TOY_FACES) == [0] * 160 + [1] * 20 + [2] * 20
-    _, header, landmarks = G.read_table(toy, 'list_landmarks_celeba.txt')
+    _, header, landmarks, names = G.read_table(toy, 'list_landmarks_celeba.txt')
+    assert names == ['{:06d}.jpg'.format(i + 1) for i in range(TOY_FACES)]
     assert header == list(G.LANDMARK_NAMES) and len(landmarks) == TOY_FACES
     for i, lm in enumerate(landmarks[:40]):
         aligned = np.asarray(G.Image.open(G.aligned_path(toy, i)).convert('RGB'))
@@ -389,13 +390,13 @@ def test_attribute_split_matches_dataset_py(toy):
 
 
 def test_cache_is_the_training_resize_and_is_reused(toy):
-    images, bad, _ = G.load_cache(toy, TOY_FACES)
+    images, bad, _ = G.load_cache(G.load_dataset(toy))
     assert images.shape == (TOY_FACES, 64, 64, 3) and images.dtype == np.uint8 and not bad
     full = np.asarray(G.Image.open(G.aligned_path(toy, 3)).convert('RGB'))
     assert np.array_equal(images[3], full[::4, ::4])
     cache = os.path.join(toy, 'align_5p_64x64.npy')
     mtime = os.stat(cache).st_mtime_ns
-    G.load_cache(toy, TOY_FACES)
+    G.load_cache(G.load_dataset(toy))
     assert os.stat(cache).st_mtime_ns == mtime, 'an unchanged source must reuse the cache'
 
 
@@ -403,15 +404,15 @@ def test_interrupted_cache_build_leaves_no_temp_file(toy, tmp_path, monkeypatch)
     data = copy_toy(toy, tmp_path / 'data')
     calls = []
 
-    def interrupted(path):
-        calls.append(path)
+    def interrupted(job):
+        calls.append(job)
         if len(calls) == 5:
             raise KeyboardInterrupt
-        return cache_one(path)
+        return cache_one(job)
     cache_one = G._cache_one
     monkeypatch.setattr(G, '_cache_one', interrupted)
     with pytest.raises(KeyboardInterrupt):
-        G.load_cache(data, TOY_FACES)
+        G.load_cache(G.load_dataset(data))
     assert not [n for n in os.listdir(data) if n.startswith('align_5p_64x64')]
 
 
@@ -574,6 +575,131 @@ def test_in_the_wild_layout_wins_and_layout_can_be_forced(tmp_path, capsys):
     assert len(os.listdir(tmp_path / 'forced')) == 4
 
 
+# ---------------------------------------------------------------------------- your own data
+def test_train_resize_matches_dataset_py_at_any_size():
+    """tf_resize_reference.npz: dataset.py's resize, recorded from TF, on eight sizes."""
+    ref = np.load(os.path.join(HERE, 'testdata', 'tf_resize_reference.npz'))
+    for k, (h, w) in enumerate(json.loads(str(ref['meta']))['shapes']):
+        img = np.random.RandomState(1000 + k).randint(0, 256, (h, w, 3)).astype(np.uint8)
+        out = G.train_resize(img)
+        assert out.shape == (64, 64, 3) and np.array_equal(out.astype(np.float32), ref[f'resize/{k}'])
+        assert out.dtype == (np.uint8 if h % 64 == 0 and w % 64 == 0 else np.float32), (h, w)
+
+
+@pytest.fixture(scope='session')
+def folders(tmp_path_factory):
+    """The toy fixture's faces as two folders (toy --layout folders, same seed), split by Smiling."""
+    data = str(tmp_path_factory.mktemp('folders'))
+    assert G.main(['toy', '--out', data, '--num', str(TOY_FACES), '--seed', '1',
+                   '--layout', 'folders', '--attr', 'Smiling']) == 0
+    return data
+
+
+def test_toy_folders_are_the_aligned_toy_split_by_attribute(toy, folders):
+    data, celeba = G.load_dataset(folders), G.load_dataset(toy, 'Smiling')
+    assert data.kind == 'two folders' and data.attribute == 'trainA' and data.size is None
+    rows = [int(os.path.basename(p)[:6]) - 1 for p in data.paths]
+    for path, row in zip(data.paths, rows):     # align.py's output for that face, byte for byte
+        with open(path, 'rb') as a, open(G.aligned_path(toy, row), 'rb') as b:
+            assert a.read() == b.read(), path
+    assert sorted(rows[i] for i in data.idxs1) == celeba.idxs1
+    assert sorted(rows[i] for i in data.idxs2) == celeba.idxs2
+    assert [p == 2 for p in data.partition] == [celeba.partition[r] == 2 for r in rows]
+    images, bad, _ = G.load_cache(data)
+    assert images.dtype == np.uint8 and not bad
+    assert np.array_equal(images, G.load_cache(celeba)[0][rows])
+
+
+def test_two_folders_of_any_size_train_resume_and_eval(folders, trained, toy, tmp_path, capsys,
+                                                       monkeypatch):
+    import shutil
+    data = tmp_path / 'own'
+    for folder in ('trainA', 'trainB'):
+        shutil.copytree(os.path.join(folders, folder), data / folder)
+    face = G.Image.open(data / 'trainA' / sorted(os.listdir(data / 'trainA'))[0])
+    face.resize((178, 218)).save(data / 'trainA' / 'crop.png')          # sizes and modes of photos
+    face.convert('L').resize((100, 120)).save(data / 'trainB' / 'gray.jpg')
+    face.convert('RGBA').save(data / 'trainB' / 'rgba.png')
+    (data / 'trainB' / 'notes.txt').write_text('not an image: ignored')
+    (data / 'trainB' / 'broken.jpg').write_text('not a jpeg')
+    own = G.load_dataset(str(data))
+    names = [os.path.basename(p) for p in own.paths]
+    assert 'notes.txt' not in names and own.partition is None
+    assert 'crop.png' in [names[i] for i in own.idxs1]
+    assert {'gray.jpg', 'rgba.png', 'broken.jpg'} <= {names[i] for i in own.idxs2}
+    assert G.main(train_args(str(data), tmp_path / 'exp', 2)) == 2
+    assert 'error: 1 image(s) missing or unreadable' in capsys.readouterr().err
+    assert G.main(train_args(str(data), tmp_path / 'exp', 2, '--skip_bad')) == 0
+    images, bad, _ = G.load_cache(own, skip_bad=True)
+    assert images.dtype == np.float32 and bad == {names.index('broken.jpg')}
+    for name in ('crop.png', 'gray.jpg', 'rgba.png', '000001.jpg'):
+        path = own.paths[names.index(name)]
+        assert np.array_equal(images[names.index(name)], G.train_resize(G.read_image(path))), name
+    assert load(tmp_path / 'exp/model/latest.pt')['config']['data'] == own.identity()
+    assert G.main(train_args(toy, tmp_path / 'exp', 3, '--resume')) == 2
+    assert f"not 'CelebA, attribute Smiling, 107 A and 93 B images': pass --data_dir {data} " \
+           f"--attribute trainA" in capsys.readouterr().err
+    assert G.main(train_args(str(data), tmp_path / 'exp', 3, '--resume', '--skip_bad')) == 0
+    monkeypatch.setattr(G, 'CLASSIFIER_BATCH', 16)
+    monkeypatch.setattr(G, 'CLASSIFIER_BN_BATCHES', 2)
+    assert G.main(eval_args(str(data), tmp_path / 'exp', tmp_path / 'e.json', '--num', '2')) == 0
+    result = json.loads((tmp_path / 'e.json').read_text())
+    assert result['held_out'] == 'the last 10% of each set (no partition)' and result['iter'] == 3
+    assert G.main(eval_args(folders, trained, tmp_path / 'refused.json')) == 2
+    assert "was trained with data 'CelebA, attribute Smiling" in capsys.readouterr().err
+
+
+def test_align_own_photos_as_the_in_the_wild_route(toy, tmp_path, capsys):
+    _, _, landmarks, names = align.read_table(toy, 'list_landmarks_celeba.txt')
+    photo = os.path.join(toy, 'data', names[4])
+    with open(G.aligned_path(toy, 4), 'rb') as f:
+        expected = f.read()
+    align.cli(['--image', photo, '--landmarks', ','.join(map(str, landmarks[4])),
+               '--out', str(tmp_path / 'me.jpg')])
+    assert (tmp_path / 'me.jpg').read_bytes() == expected
+    align.cli(['--images', os.path.join(toy, 'data'), '--num_workers', '1', '--out_dir',
+               str(tmp_path / 'all'), '--landmarks', os.path.join(toy, 'list_landmarks_celeba.txt')])
+    assert (tmp_path / 'all' / names[4]).read_bytes() == expected
+    assert len(os.listdir(tmp_path / 'all')) == TOY_FACES
+    photos = tmp_path / 'photos'                 # PNG photos, a CSV of fractional points
+    photos.mkdir()
+    rows = ['image_id,' + ','.join(G.LANDMARK_NAMES)]
+    for i in range(3):
+        G.Image.open(os.path.join(toy, 'data', names[i])).save(photos / f'p{i}.png')
+        rows.append(f'p{i}.png,' + ','.join(str(v + 0.25) for v in landmarks[i]))
+    (tmp_path / 'lm.csv').write_text('\n'.join(rows))
+    align.cli(['--images', str(photos), '--landmarks', str(tmp_path / 'lm.csv'),
+               '--out_dir', str(tmp_path / 'png'), '--num_workers', '1'])
+    assert sorted(os.listdir(tmp_path / 'png')) == ['p0.jpg', 'p1.jpg', 'p2.jpg']
+    assert G.read_image(str(tmp_path / 'png' / 'p0.jpg'), 256).shape == (256, 256, 3)
+    (tmp_path / 'bad.csv').write_text(rows[0] + '\np0.png,1,2,x' + ',0' * 7)
+    lm = ','.join(map(str, landmarks[4]))
+    for argv, message in (
+            (['--image', photo, '--landmarks', '1,2,3'], 'expected 10 numbers X1,Y1,...,X5,Y5'),
+            (['--image', photo, '--landmarks', '1,2,3,4,5,6,7,8,9,9999'], 'lies outside the'),
+            (['--image', photo], '--image needs --landmarks'),
+            (['--image', photo, '--images', str(photos)], 'not allowed with argument'),
+            (['--image', photo, '--landmarks', lm, '--out', str(tmp_path / 'x.png')], 'new .jpg'),
+            (['--image', photo, '--landmarks', lm, '--out', photo], 'new .jpg'),
+            (['--image', str(tmp_path / 'nope.jpg'), '--landmarks', lm], 'image not found'),
+            (['--images', str(photos), '--landmarks', str(tmp_path / 'lm.csv')], 'needs --out_dir'),
+            (['--images', str(tmp_path / 'none'), '--landmarks', lm, '--out_dir', 'x'], 'not found'),
+            (['--images', str(photos), '--landmarks', str(tmp_path / 'bad.csv'), '--out_dir',
+              str(tmp_path / 'x')], 'bad.csv:2: values must be numbers')):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            align.cli(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and err.startswith('error: ') and message in err, (argv, err)
+        assert '\n' not in err
+    assert sorted(os.listdir(tmp_path)) == ['all', 'bad.csv', 'lm.csv', 'me.jpg', 'photos', 'png']
+
+
+def test_align_imports_nothing_of_genegan():
+    proc = run_python('-c', 'import sys, align; sys.exit("genegan" in sys.modules)')
+    assert proc.returncode == 0, proc.stderr
+
+
 # ---------------------------------------------------------------------------- eval
 def eval_args(toy, trained, out, *extra):
     return ['eval', '--data_dir', toy, '--model_dir', str(trained / 'model'), '--num', '8',
@@ -597,7 +723,7 @@ def test_eval_scores_a_checkpoint_with_a_trained_classifier(toy, trained, tmp_pa
     # the baselines are the classifier on the unedited held-out faces
     idxs1, idxs2, _ = G.read_attributes(toy, 'Smiling')
     held = [i for i, p in enumerate(G.read_partition(toy, TOY_FACES)) if p == 2]
-    images, _, _ = G.load_cache(toy, TOY_FACES)
+    images, _, _ = G.load_cache(G.load_dataset(toy))
     clf = G.Discriminator()
     saved = G.load_checkpoint(os.path.join(toy, 'classifier_Smiling.pt'), 'cpu', G.CLASSIFIER_FORMAT,
                               ('attribute', 'key', 'model'))
@@ -816,7 +942,7 @@ def test_bad_aligned_images_are_all_reported_or_skipped(toy, tmp_path, capsys):
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and 'Traceback' not in err
-    assert errors[0].startswith('error: 4 aligned image(s) missing or unreadable')
+    assert errors[0].startswith('error: 4 image(s) missing or unreadable')
     assert '000003.jpg: not a readable image' in errors[0] and '--skip_bad' in errors[0]
     assert not (tmp_path / 'exp').exists()
     with open(os.path.join(data, 'align_5p_64x64_bad.txt')) as f:
@@ -1000,7 +1126,9 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         ([*demo, '--ckpt', str(tmp_path / 'notimage.jpg')], 'notimage.jpg is not a PyTorch file'),
         ([*demo, '--ckpt', str(tmp_path / 'evil.pt')], 'would call posix.system when unpickled'),
         ([*demo, '--ckpt', str(tmp_path / 'no_config.pt')], 'no_config.pt lacks config'),
-        ([*evaluate, '--data_dir', toy, '-a', 'Bangs'], "trained with attribute 'Smiling', not 'Bangs': pass --attribute Smiling"),
+        ([*evaluate, '--data_dir', toy, '-a', 'Bangs'],
+         f"trained with data 'CelebA, attribute Smiling, 107 A and 93 B images', not 'CelebA, "
+         f"attribute Bangs, 102 A and 98 B images': pass --data_dir {toy} --attribute Smiling"),
         ([*evaluate, '--data_dir', toy, '--num', '50'], 'held-out images (test partition); lower --num'),
         ([*evaluate, '--data_dir', bad_partition], 'list_eval_partition.txt:7'),
         ([*evaluate, '--data_dir', bad_clf], 'classifier_Smiling.pt is truncated or damaged'),
