@@ -515,22 +515,32 @@ class TFRMSProp(torch.optim.Optimizer):
 class Trainer:
     """The two update ops of model.py (d_opt + clip_d, g_opt) as train.py runs them. Each step
     takes float32 NCHW batches in [0, 255] and returns its losses (0-dim tensors, no host sync)
-    on the weights before the update."""
-    def __init__(self, model, lr=LEARNING_RATE):
+    on the weights it trains."""
+    def __init__(self, model, lr=LEARNING_RATE, clip_after_update=False):
         self.model = model
         self.g_params = [p for _, p in g_var_list(model)]
         self.d_params = d_var_list(model)
         self.g_opt = TFRMSProp(self.g_params, lr)
         self.d_opt = TFRMSProp(self.d_params, lr)
+        self.clip_after_update = clip_after_update
+
+    @torch.no_grad()
+    def clip_d(self):
+        """model.py: clip_d."""
+        for p in self.d_params:
+            p.clamp_(-CLIP_VALUE, CLIP_VALUE)
 
     def d_step(self, Ax, Be):
+        # train.py runs d_opt and clip_d in one sess.run, unordered. TF runs the clip first (it
+        # waits for nothing), then the update: the weights end up to one update beyond the bound.
+        if not self.clip_after_update:
+            self.clip_d()
         loss = D_loss(build_model(self.model, Ax, Be, train_G=False))
         self.d_opt.zero_grad(set_to_none=True)
         loss['loss_D'].backward(inputs=self.d_params)
         self.d_opt.step()
-        with torch.no_grad():                   # model.py: clip_d
-            for p in self.d_params:
-                p.clamp_(-CLIP_VALUE, CLIP_VALUE)
+        if self.clip_after_update:              # the order the parity numbers were recorded in
+            self.clip_d()
         return {k: v.detach() for k, v in loss.items()}
 
     def g_step(self, Ax, Be):
@@ -748,7 +758,7 @@ def train(args):
 
     torch.manual_seed(args.seed)
     model = prepare_for_training(GeneGAN(args.second_ratio), device, args.compile)
-    trainer = Trainer(model, args.lr)
+    trainer = Trainer(model, args.lr, args.clip_after_update)
     state = dict(model=model, g_opt=trainer.g_opt, d_opt=trainer.d_opt,
                  sampler_A=sampler_A, sampler_B=sampler_B)       # what a checkpoint holds
     start = ckpt['iter'] if ckpt else 0
@@ -1060,6 +1070,8 @@ def build_parser():
     add('--seed', type=int, default=0, help='sampler and weight seed')
     add('--lr', type=float, default=LEARNING_RATE, help='dataset.py')
     add('--second_ratio', type=float, default=SECOND_RATIO, help='dataset.py')
+    add('--clip_after_update', action='store_true',
+        help='clip the critics after their update (TF clips first; the parity numbers after)')
     add('--keep', type=at_least(1), default=KEEP_CHECKPOINTS,
         help='model_*.pt kept, as tf.train.Saver')
     add('--partition', choices=('all', 'train'), default='all',

@@ -202,7 +202,7 @@ def after_errors(model):
 
 
 def assert_training_matches_tf(model):
-    trainer = G.Trainer(model)
+    trainer = G.Trainer(model, clip_after_update=True)      # as the iterations were recorded
     for k, d, g in run_reference_iterations(model, trainer):
         assert set(d) == set(D_LOSS_KEYS) and set(g) == set(G_LOSS_KEYS)
         for name, value in d.items():
@@ -228,6 +228,24 @@ def test_training_iterations_match_tf():
 def test_compiled_training_matches_tf():
     """`train --compile` (torch.compile of the four networks) keeps the parity."""
     assert_training_matches_tf(G.prepare_for_training(seeded_model(), torch.device('cpu'), compile=True))
+
+
+def test_clip_first_is_the_recorded_order_shifted_by_one_clip():
+    """train.py's sess.run([d_opt, loss_D, clip_d]) runs the clip before the update (the default
+    here); the parity numbers were recorded with the clip after it. From the same weights, a
+    clip-first D step equals a clip, then a recorded-order D step without its final clip."""
+    first, recorded = seeded_model(), seeded_model()
+    Ax, Be = nchw('iter0/d_Ax'), nchw('iter0/d_Be')
+    loss_first = G.Trainer(first).d_step(Ax, Be)
+    trainer = G.Trainer(recorded, clip_after_update=True)
+    trainer.clip_d()
+    trainer.clip_d = lambda: None
+    loss_recorded = trainer.d_step(Ax, Be)
+    assert all(torch.equal(loss_first[k], loss_recorded[k]) for k in D_LOSS_KEYS)
+    a, b = first.tf_variables(), recorded.tf_variables()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    beyond = [np.abs(v).max() for k, v in a.items() if k.startswith('D_') and 'moving_' not in k]
+    assert G.CLIP_VALUE < max(beyond) < G.CLIP_VALUE + G.LEARNING_RATE * 5 ** 0.5   # one update
 
 
 def test_torch_rmsprop_would_not_reproduce_tf():
