@@ -280,7 +280,8 @@ def align_photo(image, landmarks, out):
     if len(lm) != 10:
         raise UserError(f'--landmarks: expected 10 numbers X1,Y1,...,X5,Y5, got {landmarks!r}')
     out = out or os.path.splitext(image)[0] + '_aligned.jpg'
-    if not out.lower().endswith(('.jpg', '.jpeg')) or os.path.abspath(out) == os.path.abspath(image):
+    same = os.path.abspath(out) == os.path.abspath(image)
+    if same or not out.lower().endswith(('.jpg', '.jpeg')):
         raise UserError(f'--out {out}: must be a new .jpg file name (the output is a JPEG)')
     h, w = read_image(image).shape[:2]
     if min(lm) < 0 or max(lm[0::2]) >= w or max(lm[1::2]) >= h:

@@ -12,17 +12,11 @@ Each record also holds d_beyond_clip and d_max_abs: how many critic weights lie 
 import argparse
 import json
 import os
-import sys
 import time
-import types
 
 import numpy as np
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')   # tf.layers needs tf-keras (Keras 2)
-import tensorflow.compat.v1 as tf  # noqa: E402
-
-tf.disable_v2_behavior()
-sys.modules['tensorflow'] = tf          # model.py does `import tensorflow as tf`
+from tf_official import official_model, tf
 
 
 def read_sets(data_dir, attribute):
@@ -31,7 +25,8 @@ def read_sets(data_dir, attribute):
         lines = f.read().strip().split('\n')
     col = lines[1].split().index(attribute) + 1
     values = [int(line.split()[col]) for line in lines[2:]]
-    return ([i for i, v in enumerate(values) if v == 1], [i for i, v in enumerate(values) if v == -1])
+    return ([i for i, v in enumerate(values) if v == 1],
+            [i for i, v in enumerate(values) if v == -1])
 
 
 class Sampler:
@@ -65,15 +60,8 @@ def main():
     p.add_argument('--out', required=True)
     args = p.parse_args()
 
-    # model.py imports dataset.config; dataset.py needs datasets/celebA and scipy.misc
-    config = types.SimpleNamespace(nhwc=[args.batch_size, 64, 64, 3], max_iter=args.max_iter,
-                                   weight_decay=5e-5, second_ratio=0.25)
-    sys.modules['dataset'] = types.SimpleNamespace(config=config, Dataset=None)
-    sys.path.insert(0, args.official)
-    from model import Model
-
     tf.set_random_seed(args.seed)
-    model = Model(is_train=True)
+    model = official_model(args.official, args.batch_size, args.max_iter)
     lr = 5e-5                           # dataset.py: g_lr, d_lr (decay_rate 1: constant)
     images = np.load(os.path.join(args.data_dir, 'align_5p_64x64.npy'))
     idxs1, idxs2 = read_sets(args.data_dir, args.attr)
@@ -96,14 +84,15 @@ def main():
         for i in range(args.max_iter):          # train.py: run
             d_num = 100 if i % 500 == 0 else 1
             for j in range(d_num):
-                _, loss_D_sum, _ = sess.run([model.d_opt, model.loss_D, model.clip_d], feed_dict=feed())
-            _, loss_G_sum = sess.run([model.g_opt, model.loss_G], feed_dict=feed())
+                sess.run([model.d_opt, model.loss_D, model.clip_d], feed_dict=feed())
+            sess.run([model.g_opt, model.loss_G], feed_dict=feed())
             if i % args.log_every == 0:         # train.py: the merged summary, on a fresh batch
                 values = sess.run(losses, feed_dict=feed())
                 d_vars = sess.run(model.d_var_list)
                 beyond = sum(int((np.abs(w) > 0.01).sum()) for w in d_vars)
                 record = dict(iter=i, **{k: float(v) for k, v in values.items()},
-                              d_beyond_clip=beyond, d_max_abs=max(float(np.abs(w).max()) for w in d_vars),
+                              d_beyond_clip=beyond,
+                              d_max_abs=max(float(np.abs(w).max()) for w in d_vars),
                               seconds=round(time.time() - t0, 1))
                 out.write(json.dumps(record) + '\n')
                 out.flush()
