@@ -1,0 +1,92 @@
+"""The official graph's training curves against the port's, from the JSONL logs in this folder
+(tf_seed*.jsonl: tf_train.py; port_seed*.jsonl and port_after_seed*.jsonl: genegan.py train's
+logs/metrics.jsonl, default and --clip_after_update). Writes comparison.md (per loss and
+100-iteration window: the mean over seeds on each side, the range across seeds, and whether the
+port's mean lies inside the official seeds' range) and curves.png. Needs matplotlib.
+
+    python docs/curves/compare.py
+"""
+import glob
+import json
+import os
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEYS = ('e', 'cycle_Ax', 'cycle_Be', 'Bx', 'Ae', 'parallelogram', 'loss_G_nodecay',
+        'loss_G_decay', 'loss_G', 'Ax_Bx', 'Be_Ae', 'loss_D')
+PLOTTED = ('e', 'cycle_Ax', 'parallelogram', 'loss_D')
+SIDES = {'official': 'tf_seed', 'port': 'port_seed', 'port, clip after update': 'port_after_seed'}
+WINDOW = 100
+
+
+def read_runs(prefix):
+    """{seed: {key: {iteration: value}}} of the complete runs logged under PREFIX*.jsonl."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(HERE, prefix + '*.jsonl'))):
+        seed = int(os.path.basename(path)[len(prefix):-len('.jsonl')])
+        with open(path) as f:
+            records = [json.loads(line) for line in f]
+        runs[seed] = {k: {r['iter']: r[k] for r in records} for k in KEYS}
+    return runs
+
+
+def windows(runs, key, last):
+    """Per window [w, w + 100): the seeds' window means, as an array (seeds x windows)."""
+    return np.array([[np.mean([v for i, v in run[key].items() if w <= i < w + WINDOW])
+                      for w in range(0, last, WINDOW)] for run in runs.values()])
+
+
+def main():
+    sides = {name: read_runs(prefix) for name, prefix in SIDES.items()}
+    sides = {name: runs for name, runs in sides.items() if runs}
+    last = min(max(max(run['e']) for run in runs.values()) for runs in sides.values()) + 1
+    last -= last % WINDOW
+    lines = ['# Training curves: the official graph and the port', '',
+             'Seeds: ' + '; '.join(f'{name} {sorted(runs)}' for name, runs in sides.items())
+             + f'. Window means of the logged losses (every 10 iterations), iterations 0-{last - 1}.'
+             ' Each cell: mean over seeds [min, max across seeds]; "in" where the port\'s mean'
+             ' lies inside the official seeds\' range.', '']
+    header = ['loss', 'window'] + [f'{name}' for name in sides] + ['port in official range']
+    lines += ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+    summary = {}
+    for key in KEYS:
+        per_side = {name: windows(runs, key, last) for name, runs in sides.items()}
+        for w in range(last // WINDOW):
+            cells, ref = [], per_side['official'][:, w]
+            for name, values in per_side.items():
+                v = values[:, w]
+                cells.append(f'{v.mean():.4g} [{v.min():.4g}, {v.max():.4g}]')
+            inside = ref.min() <= per_side['port'][:, w].mean() <= ref.max()
+            summary.setdefault(key, []).append(inside)
+            lines.append(f'| {key} | {w * WINDOW}-{w * WINDOW + WINDOW - 1} | ' + ' | '.join(cells)
+                         + f' | {"in" if inside else "OUT"} |')
+    lines += ['', 'Windows where the port\'s mean lies inside the official range, per loss: '
+              + ', '.join(f'{k} {sum(v)}/{len(v)}' for k, v in summary.items()) + '.']
+    with open(os.path.join(HERE, 'comparison.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(13, 3.2), dpi=80)
+    colours = {'official': 'tab:blue', 'port': 'tab:orange', 'port, clip after update': 'tab:green'}
+    for ax, key in zip(axes, PLOTTED):
+        for name, runs in sides.items():
+            iters = sorted(set.intersection(*(set(run[key]) for run in runs.values())))
+            values = np.array([[run[key][i] for i in iters] for run in runs.values()])
+            ax.fill_between(iters, values.min(0), values.max(0), color=colours[name], alpha=0.2,
+                            linewidth=0)
+            ax.plot(iters, values.mean(0), color=colours[name], linewidth=1,
+                    label=f'{name} ({len(runs)} seeds)')
+        ax.set_title(key)
+        ax.set_xlabel('iteration')
+        ax.axvline(500, color='grey', linewidth=0.5, linestyle=':')
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(HERE, 'curves.png'))
+    print('wrote', os.path.join(HERE, 'comparison.md'), os.path.join(HERE, 'curves.png'))
+
+
+if __name__ == '__main__':
+    main()
