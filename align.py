@@ -22,7 +22,7 @@ import argparse
 import glob
 import os
 import sys
-from functools import partial
+from collections import Counter
 from multiprocessing import Pool
 
 import cv2
@@ -263,8 +263,9 @@ def folder_jobs(image_dir, landmark_file, out_dir):
     if any(len(lm) != 10 for lm in landmarks):
         raise UserError(f'{path}: expected a name and 10 landmark values a row')
     outs = [os.path.splitext(name)[0] + '.jpg' for name in names]
-    if len(set(outs)) < len(outs):
-        raise UserError(f'{path}: two rows would write the same {outs[0]}: names must differ '
+    twice = [out for out, n in Counter(outs).items() if n > 1]
+    if twice:
+        raise UserError(f'{path}: two rows would both write {twice[0]}: names must differ '
                         f'before their extension')
     print(f'aligning {len(names)} images of {image_dir} with {landmark_file}')
     return [(os.path.join(image_dir, name), os.path.join(out_dir, out), lm)
@@ -282,7 +283,8 @@ def align_photo(image, landmarks, out):
     out = out or os.path.splitext(image)[0] + '_aligned.jpg'
     same = os.path.abspath(out) == os.path.abspath(image)
     if same or not out.lower().endswith(('.jpg', '.jpeg')):
-        raise UserError(f'--out {out}: must be a new .jpg file name (the output is a JPEG)')
+        raise UserError(f'--out {out}: must be a .jpg name other than the photo\'s (the output '
+                        f'is a JPEG)')
     h, w = read_image(image).shape[:2]
     if min(lm) < 0 or max(lm[0::2]) >= w or max(lm[1::2]) >= h:
         raise UserError(f'--landmarks: a point lies outside the {w}x{h} image {image}: '

@@ -691,26 +691,30 @@ def test_align_own_photos_as_the_in_the_wild_route(toy, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / 'png')) == ['p0.jpg', 'p1.jpg', 'p2.jpg']
     assert G.read_image(str(tmp_path / 'png' / 'p0.jpg'), 256).shape == (256, 256, 3)
     (tmp_path / 'bad.csv').write_text(rows[0] + '\np0.png,1,2,x' + ',0' * 7)
+    (tmp_path / 'twice.csv').write_text('\n'.join(rows + ['p1.jpg' + rows[2][6:]]))
     lm = ','.join(map(str, landmarks[4]))
     for argv, message in (
             (['--image', photo, '--landmarks', '1,2,3'], 'expected 10 numbers X1,Y1,...,X5,Y5'),
             (['--image', photo, '--landmarks', '1,2,3,4,5,6,7,8,9,9999'], 'lies outside the'),
             (['--image', photo], '--image needs --landmarks'),
             (['--image', photo, '--images', str(photos)], 'not allowed with argument'),
-            (['--image', photo, '--landmarks', lm, '--out', str(tmp_path / 'x.png')], 'new .jpg'),
-            (['--image', photo, '--landmarks', lm, '--out', photo], 'new .jpg'),
+            (['--image', photo, '--landmarks', lm, '--out', str(tmp_path / 'x.png')], 'must be a .jpg name other than'),
+            (['--image', photo, '--landmarks', lm, '--out', photo], 'must be a .jpg name other than'),
             (['--image', str(tmp_path / 'nope.jpg'), '--landmarks', lm], 'image not found'),
             (['--images', str(photos), '--landmarks', str(tmp_path / 'lm.csv')], 'needs --out_dir'),
             (['--images', str(tmp_path / 'none'), '--landmarks', lm, '--out_dir', 'x'], 'not found'),
             (['--images', str(photos), '--landmarks', str(tmp_path / 'bad.csv'), '--out_dir',
-              str(tmp_path / 'x')], 'bad.csv:2: values must be numbers')):
+              str(tmp_path / 'x')], 'bad.csv:2: values must be numbers'),
+            (['--images', str(photos), '--landmarks', str(tmp_path / 'twice.csv'), '--out_dir',
+              str(tmp_path / 'x')], 'two rows would both write p1.jpg')):
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_:
             align.cli(argv)
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and err.startswith('error: ') and message in err, (argv, err)
         assert '\n' not in err
-    assert sorted(os.listdir(tmp_path)) == ['all', 'bad.csv', 'lm.csv', 'me.jpg', 'photos', 'png']
+    assert sorted(os.listdir(tmp_path)) == ['all', 'bad.csv', 'lm.csv', 'me.jpg', 'photos', 'png',
+                                            'twice.csv']
 
 
 def test_align_imports_nothing_of_genegan():
