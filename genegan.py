@@ -1032,6 +1032,10 @@ def at_least(low):
         return int(text)
     return integer
 
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):         # no "(default: None)"
+        return action.help if action.default is None else super()._get_help_string(action)
+
 def build_parser():
     parser = Parser(description='GeneGAN (arXiv:1705.04932), a port of the official TF code.')
     sub = parser.add_subparsers(dest='command', required=True)
@@ -1055,8 +1059,7 @@ def build_parser():
                   (['--ckpt'], dict(help='a checkpoint file (instead of --model_dir)')))
 
     def command(name, func, help, parents=()):
-        p = sub.add_parser(name, help=help, parents=parents,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(name, help=help, parents=parents, formatter_class=Help)
         p.set_defaults(func=func)
         return p.add_argument
 
@@ -1102,8 +1105,10 @@ def build_parser():
         help='steps to train a new classifier')
     add('--out', help='JSON file (default: eval_{attr}_{iter}.json beside the checkpoint)')
 
-    add = command('toy', make_toy, 'write a toy data set: CelebA\'s files or two folders', [attr])
+    add = command('toy', make_toy, 'write a toy data set: CelebA\'s files or two folders')
     add('--out', required=True, help='a new folder')
+    add('-a', '--attr', '--attribute', dest='attribute',
+        help='with --layout folders: the attribute that splits A from B (default Smiling)')
     add('--num', type=at_least(2), default=200, help='faces')
     add('--seed', type=int, default=0, help='drawing seed')
     add('--layout', choices=[*CELEBA_LAYOUTS, 'folders'], default='wild',

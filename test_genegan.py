@@ -1117,6 +1117,12 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         rows = f.read().strip().split('\n')
     with open(os.path.join(issue7, 'list_landmarks_celeba.txt'), 'w') as f:
         f.write('\n'.join(['4'] + rows[1:6]))
+    two = {name: tmp_path / name for name in ('two_empty', 'two', 'two_half')}   # two folders
+    for name, folder in two.items():
+        for sub in ('trainA', 'trainB', 'testA')[:2 + (name == 'two_half')]:
+            (folder / sub).mkdir(parents=True)
+            if sub != 'trainB' or name != 'two_empty':
+                G.Image.new('RGB', (64, 64)).save(folder / sub / 'face.png')
     demo = ['swap', '-i', face, '-t', face, '--out_dir', str(tmp_path / 'demo_out')]
     evaluate = ['eval', '--model_dir', str(trained / 'model'), '--num_workers', '0', '--num', '4',
                 '--out', str(tmp_path / 'eval.json')]
@@ -1134,6 +1140,11 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         ([*train, '--data_dir', toy, '--exp_dir', exp, '-a', 'Wings'], 'valid: 5_o_Clock_Shadow'),
         ([*train, '--data_dir', no_pos, '--exp_dir', exp, '-a', 'Bangs'], 'no positive (1) rows'),
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--batch_size', '999'], 'larger than set A'),
+        ([*train, '--data_dir', str(two['two_empty']), '--exp_dir', exp], 'no images in'),
+        ([*train, '--data_dir', str(two['two_half']), '--exp_dir', exp],
+         'needs both testA/ and testB/ (the held-out test partition), or neither'),
+        ([*train, '--data_dir', str(two['two']), '--exp_dir', exp, '--partition', 'train'],
+         'needs both testA/ and testB/ (the held-out test partition) for --partition train'),
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--resume'], '--resume: no checkpoint'),
         ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'run')], 'already holds a run'),
         ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'run'), '--resume',
@@ -1168,6 +1179,9 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         (['matrix', '-i', face, '--targets', face, face, '--ckpt', good], 'expected 4 arguments'),
         (['toy', '--out', str(tmp_path / 'toy2'), '--num', '1'], 'argument --num: must be at least 2'),
         (['toy', '--out', toy], 'already holds images'),
+        (['toy', '--out', str(tmp_path / 'toy3'), '--attr', 'Bangs'], 'toy --layout folders splits by'),
+        (['toy', '--out', str(tmp_path / 'toy3'), '--layout', 'folders', '--attr', 'Wings'],
+         "--attr 'Wings'"),
     ]
     monkeypatch.setattr(G.Image, 'MAX_IMAGE_PIXELS', 50000)   # 256x256 passes, 400x400 is refused
     for argv, message in cases:
@@ -1181,6 +1195,7 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         assert code == 2, (argv, err)
         assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], (argv, err)
     assert not os.path.exists(exp) and not (tmp_path / 'demo_out').exists()
+    assert not (tmp_path / 'toy3').exists() and not list(two['two'].glob('*.npy'))
     assert not (tmp_path / 'eval.json').exists()
     assert not (tmp_path / 'pwned').exists(), 'the crafted pickle must not run'
     for data_dir, message in ((lm_mismatch, f'has {TOY_FACES - 1} rows but'),
@@ -1194,7 +1209,7 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and err.startswith('error: ') and message in err and '\n' not in err
         assert list(os.walk(data_dir)) == before, 'nothing written'
-    assert len(cases) + 6 == 44
+    assert len(cases) + 6 == 49
 
 
 def test_errors_reach_the_shell_without_traceback(tmp_path):

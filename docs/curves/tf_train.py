@@ -56,7 +56,7 @@ def main():
     p.add_argument('--batch_size', type=int, default=8)
     p.add_argument('--max_iter', type=int, default=600)
     p.add_argument('--log_every', type=int, default=10)
-    p.add_argument('--threads', type=int, default=0, help='intra- and inter-op threads (0: TF)')
+    p.add_argument('--threads', type=int, default=0, help='intra-op threads (0: TF\'s default)')
     p.add_argument('--out', required=True)
     args = p.parse_args()
 
@@ -70,8 +70,8 @@ def main():
     losses = dict(model.G_loss, loss_G_nodecay=model.loss_G_nodecay,
                   loss_G_decay=model.loss_G_decay, loss_G=model.loss_G, **model.D_loss,
                   loss_D=model.loss_D)
-    session_config = (tf.ConfigProto(intra_op_parallelism_threads=args.threads,
-                                     inter_op_parallelism_threads=args.threads)
+    # inter-op scheduling stays TF's default: it decides the order of the update and the clip
+    session_config = (tf.ConfigProto(intra_op_parallelism_threads=args.threads)
                       if args.threads else None)
     sess = tf.Session(config=session_config)
     sess.run(tf.global_variables_initializer())
