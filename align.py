@@ -19,6 +19,7 @@ written through a temp file and a rename, and unreadable inputs are reported in
 OUT_DIR/failed.txt while the rest are aligned.
 """
 import argparse
+import contextlib
 import glob
 import os
 import sys
@@ -49,6 +50,21 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
         sys.exit(2)
+
+
+def own_temp(path, ext='.tmp'):
+    """PATH.PID.tmp: a temp file that only this process writes, so that processes writing one
+    file never share one. Those of processes that are gone (a kill leaves its temp file behind)
+    are removed first. genegan.py writes checkpoints, logs and caches through it."""
+    for tmp in glob.glob(f'{glob.escape(path)}.*{ext}'):
+        try:
+            os.kill(int(tmp[len(path) + 1:-len(ext)]), 0)   # signal 0: only asks if it runs
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        except (ValueError, OSError):       # not a process id, or another user's process
+            pass
+    return f'{path}.{os.getpid()}{ext}'
 
 
 def read_table(data_dir, name, number=int):
@@ -229,7 +245,7 @@ def work(job, skip_done=True):
     ok, jpeg = cv2.imencode('.jpg', aligned_img)  # cv2.imwrite's encoder and default quality
     if not ok:
         return f'{src_imname}: JPEG encoding of the aligned face failed'
-    tmp = des_imname + '.tmp'
+    tmp = f'{des_imname}.{os.getpid()}.tmp'     # this process's own: runs may share OUT_DIR
     with open(tmp, 'wb') as f:
         f.write(jpeg.tobytes())
     os.replace(tmp, des_imname)

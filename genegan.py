@@ -9,6 +9,7 @@ Usage: README.md, or python genegan.py --help.
 """
 import argparse
 import contextlib
+import fcntl
 import glob
 import hashlib
 import io
@@ -18,7 +19,7 @@ import pickle
 import re
 import signal
 import sys
-import time
+import timeit
 import warnings
 from multiprocessing import Pool
 from typing import NamedTuple
@@ -32,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from align import (ALIGNED_SIZE, CELEBA_LAYOUTS, Parser, UserError, align_face_5p, mean_face_lm5p,
-                   read_image, read_table)
+                   own_temp, read_image, read_table)
 
 # ---- config: every number below comes from the official code (file named) or the paper -----------
 IMG_SIZE = 64                # dataset.py: nhwc = [64, 64, 64, 3]
@@ -97,10 +98,9 @@ def load_dataset(data_dir, attribute=None, need_partition=False):
 def celeba_dataset(data_dir, attribute, need_partition):
     """dataset.py: Dataset.filenames1/2: row i of list_attr_celeba is align_5p/{i+1:06d}.jpg."""
     idxs1, idxs2, rows = read_attributes(data_dir, attribute)
-    partition = None
-    if need_partition or any(os.path.isfile(os.path.join(data_dir, 'list_eval_partition' + ext))
-                             for ext in ('.txt', '.csv')):
-        partition = read_partition(data_dir, rows)
+    found = any(os.path.isfile(os.path.join(data_dir, 'list_eval_partition' + ext))
+                for ext in ('.txt', '.csv'))
+    partition = read_partition(data_dir, rows) if need_partition or found else None
     if not os.path.isdir(os.path.join(data_dir, 'align_5p')):
         raise UserError(f'aligned faces not found: {os.path.join(data_dir, "align_5p")} '
                         f'(run: python align.py --data_dir {data_dir})')
@@ -137,7 +137,6 @@ def aligned_path(data_dir, idx):
 def folder_dataset(data_dir, attribute, need_partition):
     """DATA_DIR/trainA (set A) and trainB (set B), and optionally testA and testB, the test
     partition (CycleGAN's folder names): every file PIL knows by its extension, of any size."""
-    Image.init()
     tests = [os.path.isdir(os.path.join(data_dir, 'test' + s)) for s in 'AB']
     if tests[0] != tests[1] or (need_partition and not all(tests)):
         raise UserError(f'{data_dir} needs both testA/ and testB/ (the held-out test partition)'
@@ -218,8 +217,7 @@ def cache_dtype(paths):
     return np.uint8
 
 def build_cache(data, fingerprint, num_workers):
-    cache = data.cache
-    tmp = cache + '.tmp.npy'
+    tmp = own_temp(data.cache[:-4], '.tmp.npy')     # two trainings may build one cache at once
     bad = []
     try:
         with Pool(num_workers) if num_workers > 0 else contextlib.nullcontext() as pool:
@@ -235,13 +233,13 @@ def build_cache(data, fingerprint, num_workers):
                     bad.append((i, why))
             images.flush()
             del images
-        os.replace(tmp, cache)
+        os.replace(tmp, data.cache)
     finally:                                    # an interrupted build leaves no temp file
         with contextlib.suppress(OSError):
             os.remove(tmp)
-    atomic_write([cache[:-4] + '_bad.txt'], ''.join(f'{why}\n' for _, why in bad).encode())
+    atomic_write([data.cache[:-4] + '_bad.txt'], ''.join(f'{why}\n' for _, why in bad).encode())
     meta = dict(fingerprint=fingerprint, bad=bad)
-    atomic_write([cache[:-4] + '.json'], json.dumps(meta).encode())
+    atomic_write([data.cache[:-4] + '.json'], json.dumps(meta).encode())
     return meta
 
 def to_device(batch, device):
@@ -255,10 +253,8 @@ def to_device(batch, device):
 class Sampler:
     """dataset.py: string_input_producer (reshuffled every epoch) feeding shuffle_batch."""
     def __init__(self, images, idxs, batch_size, seed, device=torch.device('cpu')):
-        self.images = images
+        self.images, self.batch_size, self.device = images, batch_size, device
         self.idxs = torch.as_tensor(idxs, dtype=torch.int64)
-        self.batch_size = batch_size
-        self.device = device
         self.generator = torch.Generator().manual_seed(seed)
         self.perm, self.pos = torch.zeros(0, dtype=torch.int64), 0    # the first draw shuffles
 
@@ -266,8 +262,7 @@ class Sampler:
         rows = []
         while len(rows) < self.batch_size:
             if self.pos == len(self.perm):      # a new epoch
-                self.perm = torch.randperm(len(self.idxs), generator=self.generator)
-                self.pos = 0
+                self.perm, self.pos = torch.randperm(len(self.idxs), generator=self.generator), 0
             take = min(self.batch_size - len(rows), len(self.perm) - self.pos)
             rows.extend(self.idxs[self.perm[self.pos:self.pos + take]].tolist())
             self.pos += take
@@ -569,10 +564,10 @@ def pick_device(name='auto', tf32=False):
     return device
 
 def atomic_write(paths, data):
-    """Write bytes to each path through a temp file, fsync and rename: a kill or a full disk at
-    any moment leaves the file that was there before intact."""
+    """Write bytes to each path through a temp file of this process's own, fsync and rename: a
+    kill or a full disk at any moment leaves the file that was there before intact."""
     for path in paths:
-        tmp = path + '.tmp'
+        tmp = own_temp(path)
         try:
             with open(tmp, 'wb') as f:
                 f.write(data)
@@ -661,7 +656,6 @@ class MetricsLog:
             self.writer.add_scalar(key, value, i)
 
     def images(self, i, t):
-        """train.py: tf.summary.image of Ax, Be, Ax2, Be2, Bx, Ae, max_outputs=30."""
         for key in IMAGE_KEYS if self.writer else ():
             self.writer.add_images(key, t[key][:NUM_SUMMARY_IMAGES] / 255.0, i)
 
@@ -713,6 +707,18 @@ class StopRequest:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
 
+def hold_exp_dir(exp_dir):
+    """One training per EXP_DIR: an flock that the OS drops when the process ends, killed too."""
+    lock = open(os.path.join(exp_dir, 'train.lock'), 'a+')
+    with contextlib.suppress(BlockingIOError):
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.truncate(0)
+        print(os.getpid(), file=lock, flush=True)
+        return lock
+    lock.seek(0)
+    raise UserError(f'{exp_dir} is in use by a running training (process {lock.read().strip()}, '
+                    f'{lock.name}); wait for it to end, or choose another --exp_dir')
+
 def require_same_config(ckpt, path, args, *keys):
     config = ckpt['config']
     for key in keys:
@@ -732,9 +738,8 @@ def train(args):
     device = pick_device(args.device, args.tf32)
     data = load_dataset(args.data_dir, args.attribute, args.partition == 'train')
     args.attribute, args.data = data.attribute, data.identity()     # recorded in the config
-    held = set()           # train.py trains on every row; --partition train leaves out val and test
-    if args.partition == 'train':
-        held = {i for i, p in enumerate(data.partition) if p != PARTITIONS['train']}
+    held = ({i for i, p in enumerate(data.partition) if p != PARTITIONS['train']}   # val, test
+            if args.partition == 'train' else set())     # train.py trains on every row
     model_dir = os.path.join(args.exp_dir, 'model')
     latest = os.path.join(model_dir, 'latest.pt')
     ckpt = None
@@ -770,6 +775,7 @@ def train(args):
     log_dir = os.path.join(args.exp_dir, 'logs')
     for d in (model_dir, sample_dir, log_dir):
         os.makedirs(d, exist_ok=True)
+    lock = hold_exp_dir(args.exp_dir)
     config = {k: v for k, v in vars(args).items() if k != 'func'}
     pending = {}        # {(iteration, loss name): 0-dim tensor}, checked at each log and save
 
@@ -829,6 +835,7 @@ def train(args):
         bar.close()
         log.close()
         stop.restore()
+        lock.close()
     if stop.requested:
         print(f'stopped after iteration {i}: saved {latest}; continue with --resume')
     else:
@@ -924,9 +931,8 @@ def demo(args):
     src = read_image(args.input)
     targets = [read_image(p) for p in (args.targets if args.mode == 'matrix' else [args.target])]
     model = load_model(args, device)[2]
-    if args.mode == 'swap':
-        out1, out2 = swap(model, src, targets[0])
-        outputs = {'out1.jpg': out1, 'out2.jpg': out2}
+    if args.mode == 'swap':             # out1 = Bx, out2 = Ae
+        outputs = dict(zip(('out1.jpg', 'out2.jpg'), swap(model, src, targets[0])))
     elif args.mode == 'interpolation':
         outputs = {'interpolation.jpg': interpolation(model, src, targets[0], args.num)}
     else:
@@ -1233,8 +1239,8 @@ def make_toy(args):
         split = int(i >= 0.8 * args.num) + int(i >= 0.9 * args.num)
         if args.layout == 'folders':    # what align.py writes from the in-the-wild JPEG
             img = cv2.imdecode(cv2.imencode('.jpg', img)[1], cv2.IMREAD_COLOR)
-            folder = 'test' if split == PARTITIONS['test'] else 'train'
-            folder += 'A' if attrs[attribute] == 1 else 'B'
+            folder = ('test' if split == PARTITIONS['test'] else 'train') + \
+                ('A' if attrs[attribute] == 1 else 'B')
             cv2.imwrite(os.path.join(args.out, folder, name), align_face_5p(img, landmarks))
             continue
         if args.layout != 'wild':       # aligned and cropped as CelebA's: a similarity, then a crop
@@ -1263,13 +1269,8 @@ def make_toy(args):
 
 # ---- bench: seconds per training iteration, sampler and align throughput, on synthetic data ------
 def seconds(work, n):
-    """Median seconds per call of work() over n calls."""
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    """Median seconds per call of work() over n calls (timeit's: garbage collection off)."""
+    return float(np.median(timeit.repeat(work, repeat=n, number=1)))
 
 def bench(args):
     from torch.utils.flop_counter import FlopCounterMode

@@ -660,7 +660,8 @@ def test_two_folders_of_any_size_train_resume_and_eval(folders, trained, toy, tm
     assert G.main(train_args(str(data), tmp_path / 'exp', 3, '--resume', '--skip_bad')) == 0
     monkeypatch.setattr(G, 'CLASSIFIER_BATCH', 16)
     monkeypatch.setattr(G, 'CLASSIFIER_BN_BATCHES', 2)
-    assert G.main(eval_args(str(data), tmp_path / 'exp', tmp_path / 'e.json', '--num', '2')) == 0
+    assert G.main(eval_args(str(data), tmp_path / 'exp', tmp_path / 'e.json', '--num', '2',
+                            '--clf_steps', '1')) == 0
     result = json.loads((tmp_path / 'e.json').read_text())
     assert result['held_out'] == 'the last 10% of each set (no partition)' and result['iter'] == 3
     assert G.main(eval_args(folders, trained, tmp_path / 'refused.json')) == 2
@@ -781,7 +782,7 @@ def killing(original, after):
         return out
     return wrapper
 def checkpoint_fsync(fd):                      # counts the fsyncs of checkpoint temp files only
-    if os.readlink(f'/proc/self/fd/{fd}').endswith('.pt.tmp'):
+    if os.readlink(f'/proc/self/fd/{fd}').endswith(f'.pt.{os.getpid()}.tmp'):
         calls.append(1)
         if len(calls) == n:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -1009,6 +1010,43 @@ def test_align_is_restartable_and_reports_failures(toy, tmp_path, capsys):
     with open(os.path.join(data, 'align_5p', 'failed.txt')) as f:
         assert f.read().strip().endswith('000004.jpg: missing or not a readable image')
     assert not [n for n in os.listdir(os.path.join(data, 'align_5p')) if n.endswith('.tmp')]
+
+
+def test_one_training_per_exp_dir_and_one_writer_per_temp_file(toy, tmp_path, capsys, monkeypatch):
+    exp = tmp_path / 'exp'
+    for d in ('model', 'logs', 'sample_img'):       # what a training that started first holds
+        (exp / d).mkdir(parents=True)
+    running = G.hold_exp_dir(str(exp))
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in exp.rglob('*'))
+    assert G.main(train_args(toy, exp, 3)) == 2
+    assert f'error: {exp} is in use by a running training (process {os.getpid()}, ' \
+           f'{exp / "train.lock"}); wait for it to end' in capsys.readouterr().err
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in exp.rglob('*')) == before
+    running.close()
+    # Two writers of one file (process ids 1 and 2), the second running whole while the first is
+    # between its write and its rename: each has a temp file of its own, so both land.
+    pid = [1]
+    monkeypatch.setattr(os, 'getpid', lambda: pid[0])
+
+    def second_writer(original, write):
+        def hook(*args):
+            if pid[0] == 1:
+                pid[0] = 2
+                write()
+                pid[0] = 1
+            return original(*args)
+        return hook
+    latest = str(tmp_path / 'latest.pt')
+    with monkeypatch.context() as m:
+        m.setattr(os, 'fsync', second_writer(os.fsync, lambda: G.atomic_write([latest], b'2')))
+        G.atomic_write([latest], b'1')
+    assert open(latest, 'rb').read() == b'1'                # the last rename wins
+    job = (os.path.join(toy, 'data', '000001.jpg'), str(tmp_path / 'face.jpg'),
+           G.read_table(toy, 'list_landmarks_celeba')[2][0])
+    monkeypatch.setattr(os, 'replace', second_writer(os.replace, lambda: align.work(job, False)))
+    assert align.work(job, False) == 'aligned'
+    assert G.Image.open(job[1]).size == (256, 256)
+    assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]
 
 
 def test_demo_converts_odd_images(toy, trained, tmp_path):
