@@ -31,6 +31,12 @@ def read_runs(prefix):
     return runs
 
 
+def complete(runs):
+    """The iterations that every run of a side covers in whole 100-iteration windows (a window
+    is whole when its last logged iteration, 10 before its end, is there)."""
+    return (min(max(run['e']) for run in runs.values()) + 10) // WINDOW * WINDOW
+
+
 def windows(runs, key, last):
     """Per window [w, w + 100): the seeds' window means, as an array (seeds x windows)."""
     return np.array([[np.mean([v for i, v in run[key].items() if w <= i < w + WINDOW])
@@ -40,29 +46,39 @@ def windows(runs, key, last):
 def main():
     sides = {name: read_runs(prefix) for name, prefix in SIDES.items()}
     sides = {name: runs for name, runs in sides.items() if runs}
-    last = min(max(max(run['e']) for run in runs.values()) for runs in sides.values()) + 1
-    last -= last % WINDOW
+    last = min(complete(sides['official']), complete(sides['port']))
     lines = ['# Training curves: the official graph and the port', '',
-             'Seeds: ' + '; '.join(f'{name} {sorted(runs)}' for name, runs in sides.items())
-             + f'. Window means of the logged losses (every 10 iterations), iterations 0-{last - 1}.'
-             ' Each cell: mean over seeds [min, max across seeds]; "in" where the port\'s mean'
-             ' lies inside the official seeds\' range.', '']
-    header = ['loss', 'window'] + [f'{name}' for name in sides] + ['port in official range']
+             'Runs: ' + '; '.join(f'{name}: seeds {sorted(runs)}, iterations 0-{complete(runs) - 1}'
+                                  for name, runs in sides.items())
+             + '. Window means of the logged losses (every 10 iterations). Each cell: mean over'
+             ' seeds [min, max across seeds]; "in" where that side\'s mean lies inside the'
+             ' official seeds\' range, "OUT" where not.', '']
+    others = [name for name in sides if name != 'official']
+    header = ['loss', 'window'] + list(sides) + [f'{name} in official range' for name in others]
     lines += ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
     summary = {}
     for key in KEYS:
-        per_side = {name: windows(runs, key, last) for name, runs in sides.items()}
+        per_side = {name: windows(runs, key, min(last, complete(runs)))
+                    for name, runs in sides.items()}
         for w in range(last // WINDOW):
-            cells, ref = [], per_side['official'][:, w]
+            ref = per_side['official'][:, w]
+            cells, marks = [], []
             for name, values in per_side.items():
+                if w >= values.shape[1]:
+                    cells.append('-')
+                    marks.append('-')
+                    continue
                 v = values[:, w]
                 cells.append(f'{v.mean():.4g} [{v.min():.4g}, {v.max():.4g}]')
-            inside = ref.min() <= per_side['port'][:, w].mean() <= ref.max()
-            summary.setdefault(key, []).append(inside)
-            lines.append(f'| {key} | {w * WINDOW}-{w * WINDOW + WINDOW - 1} | ' + ' | '.join(cells)
-                         + f' | {"in" if inside else "OUT"} |')
-    lines += ['', 'Windows where the port\'s mean lies inside the official range, per loss: '
-              + ', '.join(f'{k} {sum(v)}/{len(v)}' for k, v in summary.items()) + '.']
+                inside = ref.min() <= v.mean() <= ref.max()
+                summary.setdefault((name, key), []).append(inside)
+                marks.append('in' if inside else 'OUT')
+            lines.append(f'| {key} | {w * WINDOW}-{w * WINDOW + WINDOW - 1} | '
+                         + ' | '.join(cells + marks[1:]) + ' |')
+    for name in others:
+        lines += ['', f'Windows where the mean of "{name}" lies inside the official range, per '
+                  'loss: ' + ', '.join(f'{k} {sum(summary[name, k])}/{len(summary[name, k])}'
+                                       for k in KEYS if (name, k) in summary) + '.']
     with open(os.path.join(HERE, 'comparison.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
