@@ -67,10 +67,10 @@ def own_temp(path, ext='.tmp'):
     return f'{path}.{os.getpid()}{ext}'
 
 
-def read_table(data_dir, name, number=int):
+def read_table(data_dir, name, number=int, values=None):
     """CelebA's NAME.txt (a count line and a header; list_eval_partition.txt has neither), else
-    the mirror's NAME.csv. Returns (path, column names or None, rows of numbers, first column):
-    row i is image i+1."""
+    the mirror's NAME.csv, with VALUES numbers a row where given. Returns (path, column names or
+    None, rows of numbers, first column): row i is image i+1."""
     path = os.path.join(data_dir, name if '.' in name else name + '.txt')
     if '.' not in name and not os.path.isfile(path) and os.path.isfile(path[:-4] + '.csv'):
         path = path[:-4] + '.csv'
@@ -88,7 +88,7 @@ def read_table(data_dir, name, number=int):
         names, start = (lines[1].split() if len(lines) > 1 else []), 2
     if len(lines) <= start:
         raise UserError(f'{path}: no rows')
-    width = 1 + len(names) if names is not None else len(lines[0].split())
+    width = 1 + (values or len(names or lines[0].split()[1:]))
     rows, keys = [], []
     for lineno, line in enumerate(lines[start:], start=start + 1):
         fields = line.split()
@@ -255,9 +255,7 @@ def work(job, skip_done=True):
 def celeba_jobs(data_dir, out_dir, layout=None):
     """preprocess.py: main's inputs, from one of CelebA's downloads."""
     layout, image_dir, landmark_file = find_layout(data_dir, layout)
-    path, _, landmarks, _ = read_table(data_dir, landmark_file)
-    if any(len(lm) != 10 for lm in landmarks):
-        raise UserError(f'{path}: expected 10 landmark values a row')
+    path, _, landmarks, _ = read_table(data_dir, landmark_file, values=10)
     im_list = glob.glob(os.path.join(image_dir, '*.jpg'))
     if len(landmarks) != len(im_list):
         raise UserError(f'{landmark_file} has {len(landmarks)} rows but {image_dir} has '
@@ -275,14 +273,22 @@ def folder_jobs(image_dir, landmark_file, out_dir):
     CelebA's format, written as OUT_DIR/NAME (a .jpg name: the output is a JPEG)."""
     if not os.path.isdir(image_dir):
         raise UserError(f'--images: folder not found: {image_dir}')
-    path, _, landmarks, names = read_table(*os.path.split(os.path.abspath(landmark_file)), float)
-    if any(len(lm) != 10 for lm in landmarks):
-        raise UserError(f'{path}: expected a name and 10 landmark values a row')
+    path, _, landmarks, names = read_table(*os.path.split(os.path.abspath(landmark_file)), float,
+                                           values=10)
     outs = [os.path.splitext(name)[0] + '.jpg' for name in names]
     twice = [out for out, n in Counter(outs).items() if n > 1]
     if twice:
         raise UserError(f'{path}: two rows would both write {twice[0]}: names must differ '
                         f'before their extension')
+    images = sorted(n for n in os.listdir(image_dir)
+                    if os.path.splitext(n)[1].lower() in Image.registered_extensions())
+    no_image, no_row = sorted(set(names) - set(images)), sorted(set(images) - set(names))
+    if no_image:
+        raise UserError(f'{path}: {len(no_image)} row(s) name no image in {image_dir}, the first: '
+                        f'{no_image[0]}')
+    if no_row:
+        raise UserError(f'{image_dir}: {len(no_row)} image(s) have no row in {path}, the first: '
+                        f'{no_row[0]}')
     print(f'aligning {len(names)} images of {image_dir} with {landmark_file}')
     return [(os.path.join(image_dir, name), os.path.join(out_dir, out), lm)
             for name, out, lm in zip(names, outs, landmarks)]

@@ -693,6 +693,9 @@ def test_align_own_photos_as_the_in_the_wild_route(toy, tmp_path, capsys):
     assert G.read_image(str(tmp_path / 'png' / 'p0.jpg'), 256).shape == (256, 256, 3)
     (tmp_path / 'bad.csv').write_text(rows[0] + '\np0.png,1,2,x' + ',0' * 7)
     (tmp_path / 'twice.csv').write_text('\n'.join(rows + ['p1.jpg' + rows[2][6:]]))
+    (tmp_path / 'ghost.csv').write_text('\n'.join(rows + ['ghost.png' + rows[2][6:]]))
+    (tmp_path / 'short.csv').write_text('\n'.join(rows[:3]))
+    (tmp_path / 'nine.txt').write_text('p0.png' + ' 7' * 9 + '\n')
     lm = ','.join(map(str, landmarks[4]))
     for argv, message in (
             (['--image', photo, '--landmarks', '1,2,3'], 'expected 10 numbers X1,Y1,...,X5,Y5'),
@@ -707,15 +710,23 @@ def test_align_own_photos_as_the_in_the_wild_route(toy, tmp_path, capsys):
             (['--images', str(photos), '--landmarks', str(tmp_path / 'bad.csv'), '--out_dir',
               str(tmp_path / 'x')], 'bad.csv:2: values must be numbers'),
             (['--images', str(photos), '--landmarks', str(tmp_path / 'twice.csv'), '--out_dir',
-              str(tmp_path / 'x')], 'two rows would both write p1.jpg')):
+              str(tmp_path / 'x')], 'two rows would both write p1.jpg'),
+            (['--images', str(photos), '--landmarks', str(tmp_path / 'ghost.csv'), '--out_dir',
+              str(tmp_path / 'x')], f'ghost.csv: 1 row(s) name no image in {photos}, the first: '
+                                    'ghost.png'),
+            (['--images', str(photos), '--landmarks', str(tmp_path / 'short.csv'), '--out_dir',
+              str(tmp_path / 'x')], f'{photos}: 1 image(s) have no row in {tmp_path / "short.csv"}'
+                                    ', the first: p2.png'),
+            (['--images', str(photos), '--landmarks', str(tmp_path / 'nine.txt'), '--out_dir',
+              str(tmp_path / 'x')], 'nine.txt:1: expected 11 columns, got 10')):
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_:
             align.cli(argv)
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and err.startswith('error: ') and message in err, (argv, err)
         assert '\n' not in err
-    assert sorted(os.listdir(tmp_path)) == ['all', 'bad.csv', 'lm.csv', 'me.jpg', 'photos', 'png',
-                                            'twice.csv']
+    assert sorted(os.listdir(tmp_path)) == ['all', 'bad.csv', 'ghost.csv', 'lm.csv', 'me.jpg',
+                                            'nine.txt', 'photos', 'png', 'short.csv', 'twice.csv']
 
 
 def test_align_imports_nothing_of_genegan():
