@@ -88,10 +88,10 @@ class DataSet(NamedTuple):
                 f'{len(self.idxs1)} A and {len(self.idxs2)} B images')
 
 def load_dataset(data_dir, attribute=None, need_partition=False):
-    """Two folders where DATA_DIR holds trainA/ and trainB/, else CelebA's files."""
+    """Two folders where DATA_DIR holds trainA/ or trainB/, else CelebA's files."""
     if not os.path.isdir(data_dir):
         raise UserError(f'data directory not found: {data_dir}')
-    if all(os.path.isdir(os.path.join(data_dir, 'train' + s)) for s in 'AB'):
+    if any(os.path.isdir(os.path.join(data_dir, 'train' + s)) for s in 'AB'):
         return folder_dataset(data_dir, attribute or 'trainA', need_partition)
     return celeba_dataset(data_dir, attribute or 'Smiling', need_partition)
 
@@ -145,7 +145,7 @@ def folder_dataset(data_dir, attribute, need_partition):
     for part in ('train', 'test') if all(tests) else ('train',):
         for s in 'AB':
             folder = os.path.join(data_dir, part + s)
-            names = sorted(n for n in os.listdir(folder)
+            names = sorted(n for n in (os.listdir(folder) if os.path.isdir(folder) else [])
                            if os.path.splitext(n)[1].lower() in Image.registered_extensions())
             if not names:
                 raise UserError(f'no images in {folder} (any image PIL reads: .jpg, .png, ...)')

@@ -1172,6 +1172,8 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
             (folder / sub).mkdir(parents=True)
             if sub != 'trainB' or name != 'two_empty':
                 G.Image.new('RGB', (64, 64)).save(folder / sub / 'face.png')
+    (tmp_path / 'two_noB' / 'trainA').mkdir(parents=True)                       # no trainB/
+    G.Image.new('RGB', (64, 64)).save(tmp_path / 'two_noB' / 'trainA' / 'face.png')
     demo = ['swap', '-i', face, '-t', face, '--out_dir', str(tmp_path / 'demo_out')]
     evaluate = ['eval', '--model_dir', str(trained / 'model'), '--num_workers', '0', '--num', '4',
                 '--out', str(tmp_path / 'eval.json')]
@@ -1189,7 +1191,10 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         ([*train, '--data_dir', toy, '--exp_dir', exp, '-a', 'Wings'], 'valid: 5_o_Clock_Shadow'),
         ([*train, '--data_dir', no_pos, '--exp_dir', exp, '-a', 'Bangs'], 'no positive (1) rows'),
         ([*train, '--data_dir', toy, '--exp_dir', exp, '--batch_size', '999'], 'larger than set A'),
-        ([*train, '--data_dir', str(two['two_empty']), '--exp_dir', exp], 'no images in'),
+        ([*train, '--data_dir', str(two['two_empty']), '--exp_dir', exp],
+         f'no images in {two["two_empty"] / "trainB"} (any image PIL reads'),
+        ([*train, '--data_dir', str(tmp_path / 'two_noB'), '--exp_dir', exp],
+         f'no images in {tmp_path / "two_noB" / "trainB"} (any image PIL reads'),
         ([*train, '--data_dir', str(two['two_half']), '--exp_dir', exp],
          'needs both testA/ and testB/ (the held-out test partition), or neither'),
         ([*train, '--data_dir', str(two['two']), '--exp_dir', exp, '--partition', 'train'],
@@ -1258,7 +1263,7 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and err.startswith('error: ') and message in err and '\n' not in err
         assert list(os.walk(data_dir)) == before, 'nothing written'
-    assert len(cases) + 6 == 49
+    assert len(cases) + 6 == 50
 
 
 def test_errors_reach_the_shell_without_traceback(tmp_path):
