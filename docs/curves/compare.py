@@ -16,6 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KEYS = ('e', 'cycle_Ax', 'cycle_Be', 'Bx', 'Ae', 'parallelogram', 'loss_G_nodecay',
         'loss_G_decay', 'loss_G', 'Ax_Bx', 'Be_Ae', 'loss_D')
 PLOTTED = ('e', 'cycle_Ax', 'parallelogram', 'loss_D')
+SHORT = PLOTTED + ('loss_G',)       # the short table, for README.md
 SIDES = {'official': 'tf_seed', 'port': 'port_seed', 'port, clip after update': 'port_after_seed'}
 WINDOW = 100
 
@@ -56,7 +57,7 @@ def main():
     others = [name for name in sides if name != 'official']
     header = ['loss', 'window'] + list(sides) + [f'{name} in official range' for name in others]
     lines += ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
-    summary = {}
+    summary, overlap, short = {}, {}, []
     for key in KEYS:
         per_side = {name: windows(runs, key, min(last, complete(runs)))
                     for name, runs in sides.items()}
@@ -72,13 +73,29 @@ def main():
                 cells.append(f'{v.mean():.4g} [{v.min():.4g}, {v.max():.4g}]')
                 inside = ref.min() <= v.mean() <= ref.max()
                 summary.setdefault((name, key), []).append(inside)
+                overlap.setdefault((name, key), []).append(v.min() <= ref.max()
+                                                           and ref.min() <= v.max())
                 marks.append('in' if inside else 'OUT')
             lines.append(f'| {key} | {w * WINDOW}-{w * WINDOW + WINDOW - 1} | '
                          + ' | '.join(cells + marks[1:]) + ' |')
+        if key in SHORT:
+            official, port = per_side['official'], per_side['port']
+            short.append(f'| {key} | ' + ' | '.join(
+                f'{official[:, w].mean():.3g} [{official[:, w].min():.3g}, '
+                f'{official[:, w].max():.3g}] / {port[:, w].mean():.3g} '
+                f'{"in" if official[:, w].min() <= port[:, w].mean() <= official[:, w].max() else "OUT"}'
+                for w in range(last // WINDOW)) + ' |')
     for name in others:
         lines += ['', f'Windows where the mean of "{name}" lies inside the official range, per '
                   'loss: ' + ', '.join(f'{k} {sum(summary[name, k])}/{len(summary[name, k])}'
-                                       for k in KEYS if (name, k) in summary) + '.']
+                                       for k in KEYS if (name, k) in summary) + '.',
+                  '', f'Windows where the seed range of "{name}" overlaps the official one, per '
+                  'loss: ' + ', '.join(f'{k} {sum(overlap[name, k])}/{len(overlap[name, k])}'
+                                       for k in KEYS if (name, k) in overlap) + '.']
+    head = ['loss'] + [f'{w}-{w + WINDOW - 1}' for w in range(0, last, WINDOW)]
+    lines += ['', '## Short form', '', 'Each cell: official mean [min, max across seeds] / port '
+              'mean, "in" or "OUT" of the official range.', '',
+              '| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)] + short
     with open(os.path.join(HERE, 'comparison.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
