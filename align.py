@@ -55,8 +55,9 @@ class Parser(argparse.ArgumentParser):
 def own_temp(path, ext='.tmp'):
     """PATH.PID.tmp: a temp file that only this process writes, so that processes writing one
     file never share one. Those of processes that are gone (a kill leaves its temp file behind)
-    are removed first. genegan.py writes checkpoints, logs and caches through it."""
-    for tmp in glob.glob(f'{glob.escape(path)}.*{ext}'):
+    are removed first, on POSIX (on Windows, signal 0 would be Ctrl-C). genegan.py writes
+    checkpoints, logs and caches through it."""
+    for tmp in glob.glob(f'{glob.escape(path)}.*{ext}') if os.name == 'posix' else ():
         try:
             os.kill(int(tmp[len(path) + 1:-len(ext)]), 0)   # signal 0: only asks if it runs
         except ProcessLookupError:

@@ -9,7 +9,6 @@ Usage: README.md, or python genegan.py --help.
 """
 import argparse
 import contextlib
-import fcntl
 import glob
 import hashlib
 import io
@@ -708,10 +707,13 @@ class StopRequest:
             signal.signal(s, handler)
 
 def hold_exp_dir(exp_dir):
-    """One training per EXP_DIR: an flock that the OS drops when the process ends, killed too."""
+    """One training per EXP_DIR: an flock, which the OS drops when the process ends, killed too
+    (POSIX: Windows has no flock, and the folder is not locked there)."""
     lock = open(os.path.join(exp_dir, 'train.lock'), 'a+')
     with contextlib.suppress(BlockingIOError):
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.name == 'posix':
+            import fcntl
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         lock.truncate(0)
         print(os.getpid(), file=lock, flush=True)
         return lock
@@ -836,10 +838,8 @@ def train(args):
         log.close()
         stop.restore()
         lock.close()
-    if stop.requested:
-        print(f'stopped after iteration {i}: saved {latest}; continue with --resume')
-    else:
-        print(f'done: {args.max_iter} iterations, checkpoint {latest}')
+    print(f'stopped after iteration {i}: saved {latest}; continue with --resume' if stop.requested
+          else f'done: {args.max_iter} iterations, checkpoint {latest}')
 
 # ---- demos: test.py (swap_attribute, interpolation, interpolation_matrix) ------------------------
 def imresize(img, size=IMG_SIZE):
