@@ -89,7 +89,9 @@ def read_table(data_dir, name, number=int, values=None):
         names, start = (lines[1].split() if len(lines) > 1 else []), 2
     if len(lines) <= start:
         raise UserError(f'{path}: no rows')
-    width = 1 + (values or len(names or lines[0].split()[1:]))
+    width = 1 + len(names) if names is not None else len(lines[0].split())
+    if values:
+        width = 1 + values
     rows, keys = [], []
     for lineno, line in enumerate(lines[start:], start=start + 1):
         fields = line.split()
@@ -246,7 +248,8 @@ def work(job, skip_done=True):
     ok, jpeg = cv2.imencode('.jpg', aligned_img)  # cv2.imwrite's encoder and default quality
     if not ok:
         return f'{src_imname}: JPEG encoding of the aligned face failed'
-    tmp = f'{des_imname}.{os.getpid()}.tmp'     # this process's own: runs may share OUT_DIR
+    # own_temp's name (runs may share OUT_DIR), without its scan of the folder for every image
+    tmp = f'{des_imname}.{os.getpid()}.tmp'
     with open(tmp, 'wb') as f:
         f.write(jpeg.tobytes())
     os.replace(tmp, des_imname)
