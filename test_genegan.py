@@ -5,6 +5,7 @@ the official TensorFlow code; tolerances are those of its README (shared/parity/
 Relative error is max|port - ref| / max|ref|.
 """
 import argparse
+import copy
 import functools
 import json
 import os
@@ -67,10 +68,16 @@ def nhwc(t):
     return (t.permute(0, 2, 3, 1) if t.dim() == 4 else t).numpy()
 
 
-def seeded_model(infer=False):
+@functools.lru_cache(maxsize=None)
+def seeded_template(infer):
     model = G.GeneGAN()
     model.load_tf_variables(recipe('variables_infer' if infer else 'variables'))
     return model
+
+
+def seeded_model(infer=False):
+    """A model with the recipe's weights: a copy of one built once (0.02 s instead of 0.2 s)."""
+    return copy.deepcopy(seeded_template(infer))
 
 
 def assert_loss_close(port, ref, what):
@@ -260,14 +267,16 @@ def test_clip_first_is_the_recorded_order_shifted_by_one_clip():
 
 
 def test_torch_rmsprop_would_not_reproduce_tf():
-    """Guards against swapping torch.optim.RMSprop back in: it starts ms at 0, eps outside."""
+    """Guards against swapping torch.optim.RMSprop back in: it starts ms at 0, eps outside. The
+    recorded D steps alone show it: the G steps between them move G by 1e-8 to 1e-5."""
     model = seeded_model()
-    trainer = G.Trainer(model)
-    trainer.g_opt = torch.optim.RMSprop(trainer.g_params, lr=G.LEARNING_RATE, alpha=G.RMSPROP_DECAY)
+    trainer = G.Trainer(model, clip_after_update=True)
     trainer.d_opt = torch.optim.RMSprop(trainer.d_params, lr=G.LEARNING_RATE, alpha=G.RMSPROP_DECAY)
-    list(run_reference_iterations(model, trainer))
+    for k in range(META['iters']):
+        trainer.d_step(nchw(f'iter{k}/d_Ax'), nchw(f'iter{k}/d_Be'))
     errors = after_errors(model)
-    assert max(err for name, err in errors.items() if 'moving_' not in name) > 10 * TOL_AFTER
+    assert max(err for name, err in errors.items() if name.startswith('D_') and 'moving_' not in name) \
+        > 10 * TOL_AFTER
     assert rel_err(model.tf_variables()['D_Ax/fct/W'], REF['after/D_Ax/fct/W/full']) > TOL_AFTER
 
 
@@ -373,6 +382,18 @@ def trained(toy, tmp_path_factory):
 
 def load(path):
     return torch.load(path, weights_only=True)
+
+
+def link(src, dst):
+    """A checkpoint for a test to resume from or to keep. genegan.py replaces a file, never writes
+    into it, so a hard link serves as a copy without writing 181 MB."""
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    os.link(src, dst)
+
+
+def after_iteration_0(trained, exp):
+    """exp holds the trained run as it was after iteration 0 (its first save), to --resume."""
+    link(trained / 'model' / 'model_000000.pt', exp / 'model' / 'latest.pt')
 
 
 def assert_same_run(ref, got):
@@ -745,7 +766,7 @@ def test_align_imports_nothing_of_genegan():
 # ---------------------------------------------------------------------------- eval
 def eval_args(toy, trained, out, *extra):
     return ['eval', '--data_dir', toy, '--model_dir', str(trained / 'model'), '--num', '8',
-            '--clf_steps', '15', '--num_workers', '0', '--out', str(out), *extra]
+            '--clf_steps', '10', '--num_workers', '0', '--out', str(out), *extra]
 
 
 def test_eval_scores_a_checkpoint_with_a_trained_classifier(toy, trained, tmp_path, capsys, monkeypatch):
@@ -755,7 +776,7 @@ def test_eval_scores_a_checkpoint_with_a_trained_classifier(toy, trained, tmp_pa
     result = json.loads((tmp_path / 'eval.json').read_text())
     assert result['iter'] == 6 and result['attribute'] == 'Smiling' and result['num'] == 8
     assert result['held_out'] == 'test partition'
-    # the drawn smile is easy: 15 classifier steps (a few seconds) classify every held-out face
+    # the drawn smile is easy: 10 classifier steps (about 3 s) classify the held-out faces
     assert result['classifier_accuracy'] >= 0.9
     for key in ('transfer', 'transfer_baseline', 'removal', 'removal_baseline'):
         assert 0 <= result[key] <= 1, key
@@ -854,10 +875,9 @@ def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(toy, tm
     assert not latest.exists()
     # A run stopped after 3 iterations is the uninterrupted run's state then: its saves of
     # iteration 0 and 2 (model_000002.pt is also latest.pt) and its metrics (resume drops later ones).
-    latest.parent.mkdir(parents=True)
     for name in ('model_000000.pt', 'model_000002.pt'):
-        shutil.copy(trained / 'model' / name, exp / 'model' / name)
-    shutil.copy(trained / 'model' / 'model_000002.pt', latest)
+        link(trained / 'model' / name, exp / 'model' / name)
+    link(trained / 'model' / 'model_000002.pt', latest)
     (exp / 'logs').mkdir()
     shutil.copy(trained / 'logs' / 'metrics.jsonl', exp / 'logs' / 'metrics.jsonl')
     assert load(latest)['iter'] == 3
@@ -879,7 +899,7 @@ def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(toy, tm
     assert not list((exp / 'model').glob('*.tmp'))
 
 
-def test_sigint_saves_latest_and_exits_0(toy, tmp_path, monkeypatch, capsys):
+def test_sigint_saves_latest_and_exits_0(toy, trained, tmp_path, monkeypatch, capsys):
     import signal
     log = G.MetricsLog.log
 
@@ -889,7 +909,9 @@ def test_sigint_saves_latest_and_exits_0(toy, tmp_path, monkeypatch, capsys):
             os.kill(os.getpid(), signal.SIGINT)
     monkeypatch.setattr(G.MetricsLog, 'log', interrupted)
     handler = signal.getsignal(signal.SIGINT)
-    assert G.main(train_args(toy, tmp_path, 1000, '--save_every', '1000', '--log_every', '1')) == 0
+    after_iteration_0(trained, tmp_path)
+    assert G.main(train_args(toy, tmp_path, 1000, '--save_every', '1000', '--log_every', '1',
+                             '--resume')) == 0
     latest = tmp_path / 'model' / 'latest.pt'
     out, err = capsys.readouterr()
     assert f'stopped after iteration 1: saved {latest}' in out and 'Traceback' not in err
@@ -897,10 +919,11 @@ def test_sigint_saves_latest_and_exits_0(toy, tmp_path, monkeypatch, capsys):
     assert signal.getsignal(signal.SIGINT) is handler, 'the handler is restored'
 
 
-def test_full_disk_during_save_is_one_line_and_keeps_previous(trained, tmp_path, monkeypatch, capsys):
+def test_full_disk_during_save_is_one_line_and_keeps_previous(toy, trained, tmp_path, monkeypatch,
+                                                              capsys):
     import errno
     exp = tmp_path / 'exp'
-    shutil.copytree(trained, exp)
+    after_iteration_0(trained, exp)
     latest = exp / 'model' / 'latest.pt'
     before = latest.read_bytes()
 
@@ -908,40 +931,25 @@ def test_full_disk_during_save_is_one_line_and_keeps_previous(trained, tmp_path,
         raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(os, 'fsync', disk_full)
     capsys.readouterr()
-    assert G.main(train_args(load(latest)['config']['data_dir'], exp, 8, '--resume')) == 2
+    assert G.main(train_args(toy, exp, 8, '--save_every', '1', '--resume')) == 2
     err = capsys.readouterr().err
     error_lines = [line for line in err.splitlines() if line.startswith('error:')]
     assert len(error_lines) == 1 and 'No space left on device' in error_lines[0]
     assert 'Traceback' not in err
-    assert latest.read_bytes() == before and load(latest)['iter'] == 6
+    assert latest.read_bytes() == before and load(latest)['iter'] == 1
     assert not list((exp / 'model').glob('*.tmp'))
 
 
-def diverge_after(monkeypatch, g_steps):
-    """From the g_steps-th G step on, the joiner's bias becomes NaN, as a diverged update would."""
-    calls = []
-    g_step = G.Trainer.g_step
-
-    def diverging(self, Ax, Be):
-        out = g_step(self, Ax, Be)
-        calls.append(1)
-        if len(calls) == g_steps:
-            with torch.no_grad():
-                self.model.joiner.b.fill_(float('nan'))
-        return out
-    monkeypatch.setattr(G.Trainer, 'g_step', diverging)
-
-
-def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch, capsys):
-    calls = []
+def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(toy, trained, tmp_path, monkeypatch,
+                                                               capsys):
     g_step = G.Trainer.g_step
 
     def nan_loss(self, Ax, Be):                 # iteration 1's G step reports a NaN loss
-        out = g_step(self, Ax, Be)
-        calls.append(1)
-        return dict(out, cycle_Ax=torch.tensor(float('nan'))) if len(calls) == 2 else out
+        return dict(g_step(self, Ax, Be), cycle_Ax=torch.tensor(float('nan')))
     monkeypatch.setattr(G.Trainer, 'g_step', nan_loss)
-    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '3', '--log_every', '1')) == 2
+    after_iteration_0(trained, tmp_path)
+    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '3', '--log_every', '1',
+                             '--resume')) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith('error: iteration 1: loss cycle_Ax is nan')
     ckpt = load(tmp_path / 'model' / 'latest.pt')
@@ -952,21 +960,29 @@ def test_nan_at_any_critic_step_of_a_burst_stops_training(toy, tmp_path, monkeyp
     calls = []
     d_step = G.Trainer.d_step
 
-    def one_bad_step(self, Ax, Be):             # the 2nd of iteration 0's 4 critic steps
+    def one_bad_step(self, Ax, Be):             # the 1st of iteration 0's 2 critic steps
         out = d_step(self, Ax, Be)
         calls.append(1)
-        return dict(out, Ax_Bx=torch.tensor(float('inf'))) if len(calls) == 2 else out
+        return dict(out, Ax_Bx=torch.tensor(float('inf'))) if len(calls) == 1 else out
     monkeypatch.setattr(G.Trainer, 'd_step', one_bad_step)
-    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '4', '--log_every', '4',
-                             '--d_burst', '4')) == 2
+    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '4', '--log_every', '4')) == 2
     err = capsys.readouterr().err.splitlines()[-1]
-    assert err.startswith('error: iteration 0: loss Ax_Bx (D step 2 of 4) is inf')
+    assert err.startswith('error: iteration 0: loss Ax_Bx (D step 1 of 2) is inf')
     assert not (tmp_path / 'model' / 'latest.pt').exists()
 
 
-def test_broken_weights_are_never_saved(toy, tmp_path, monkeypatch, capsys):
-    diverge_after(monkeypatch, 2)
-    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '1', '--log_every', '100')) == 2
+def test_broken_weights_are_never_saved(toy, trained, tmp_path, monkeypatch, capsys):
+    g_step = G.Trainer.g_step
+
+    def diverging(self, Ax, Be):                # iteration 1's update makes the joiner's bias NaN
+        out = g_step(self, Ax, Be)
+        with torch.no_grad():
+            self.model.joiner.b.fill_(float('nan'))
+        return out
+    monkeypatch.setattr(G.Trainer, 'g_step', diverging)
+    after_iteration_0(trained, tmp_path)
+    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '1', '--log_every', '100',
+                             '--resume')) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith('error: iteration 1: variable G_joiner/b is not finite')
     ckpt = load(tmp_path / 'model' / 'latest.pt')
