@@ -5,8 +5,8 @@ align_2p / align_face_2p are left out.
 
     python align.py [--data_dir datasets/celebA/] [--out_dir DATA_DIR/align_5p/] [--num_workers N]
                     [--layout wild|align|csv]
-    python align.py --image PHOTO --landmarks X1,Y1,...,X5,Y5 [--out FILE]
-    python align.py --images DIR --landmarks FILE --out_dir OUT
+    python align.py --image PHOTO [--landmarks X1,Y1,...,X5,Y5] [--out FILE] [--preview FILE]
+    python align.py --images DIR [--landmarks FILE] --out_dir OUT
 
 The first reads one of CelebA's downloads (CELEBA_LAYOUTS): the in-the-wild DATA_DIR/data/*.jpg
 with list_landmarks_celeba.txt (preprocess.py's input), or the aligned-and-cropped
@@ -14,13 +14,16 @@ img_align_celeba/*.jpg with list_landmarks_align_celeba.txt (or its CSV mirror),
 OUT_DIR/{:06d}.jpg. The other two align your own photos from their five points, in CelebA's
 order (left eye, right eye, nose tip, left mouth corner, right mouth corner; pixels): one photo,
 or a folder with a landmark file of CelebA's format (name x1 y1 ... x5 y5 rows, .txt or .csv),
-names kept. Restartable: images already aligned (256x256, readable) are skipped, each image is
-written through a temp file and a rename, and unreadable inputs are reported in
-OUT_DIR/failed.txt while the rest are aligned.
+names kept. Without --landmarks, dlib finds the faces and their points (FaceFinder, this
+project's addition); a folder's points are then written to OUT/landmarks.txt. Restartable:
+images already aligned (256x256, readable) are skipped, each image is written through a temp
+file and a rename, and unreadable inputs are reported in OUT_DIR/failed.txt while the rest are
+aligned.
 """
 import argparse
 import contextlib
 import glob
+import importlib.util
 import os
 import sys
 from collections import Counter
@@ -39,6 +42,8 @@ CELEBA_LAYOUTS = {     # the downloads, in order of preference: (image folders, 
             'list_landmarks_align_celeba.csv'),
 }
 FAILED_LIST = 'failed.txt'
+LANDMARK_NAMES = ('lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y '
+                  'leftmouth_x leftmouth_y rightmouth_x rightmouth_y').split()   # CelebA's header
 
 
 class UserError(Exception):
@@ -272,20 +277,33 @@ def celeba_jobs(data_dir, out_dir, layout=None):
             for i, lm in enumerate(landmarks)]
 
 
-def folder_jobs(image_dir, landmark_file, out_dir):
-    """Your own photos: IMAGE_DIR/NAME for each row "NAME x1 y1 ... x5 y5" of a landmark file in
-    CelebA's format, written as OUT_DIR/NAME (a .jpg name: the output is a JPEG)."""
+def photo_names(image_dir):
+    """The files of IMAGE_DIR that PIL knows by their extension, sorted."""
     if not os.path.isdir(image_dir):
         raise UserError(f'--images: folder not found: {image_dir}')
-    path, _, landmarks, names = read_table(*os.path.split(os.path.abspath(landmark_file)), float,
-                                           values=10)
+    return sorted(n for n in os.listdir(image_dir)
+                  if os.path.splitext(n)[1].lower() in Image.registered_extensions())
+
+
+def output_names(names, where):
+    """Photo names -> the names of their aligned JPEGs, which must differ."""
     outs = [os.path.splitext(name)[0] + '.jpg' for name in names]
     twice = [out for out, n in Counter(outs).items() if n > 1]
     if twice:
-        raise UserError(f'{path}: two rows would both write {twice[0]}: names must differ '
-                        f'before their extension')
-    images = sorted(n for n in os.listdir(image_dir)
-                    if os.path.splitext(n)[1].lower() in Image.registered_extensions())
+        raise UserError(f'{where}: two photos would both be written as {twice[0]}: names must '
+                        f'differ before their extension')
+    return outs
+
+
+def folder_jobs(image_dir, landmark_file, out_dir):
+    """Your own photos: IMAGE_DIR/NAME for each row "NAME x1 y1 ... x5 y5" of a landmark file in
+    CelebA's format, written as OUT_DIR/NAME (a .jpg name: the output is a JPEG)."""
+    images = photo_names(image_dir)
+    path, _, landmarks, names = read_table(*os.path.split(os.path.abspath(landmark_file)), float,
+                                           values=10)
+    outs = output_names(names, path)
+    for name, lm in zip(names, landmarks):
+        check_fit(lm, f'{path}, row {name}')
     no_image, no_row = sorted(set(names) - set(images)), sorted(set(images) - set(names))
     if no_image:
         raise UserError(f'{path}: {len(no_image)} row(s) name no image in {image_dir}, the first: '
@@ -298,34 +316,218 @@ def folder_jobs(image_dir, landmark_file, out_dir):
             for name, out, lm in zip(names, outs, landmarks)]
 
 
-def align_photo(image, landmarks, out):
-    """One photo from its 5 points given on the command line, as align_face_5p aligns."""
+# ---- finding the five points: this project's addition (dlib), not part of preprocess.py ---------
+DLIB_PIP = 'pip install dlib-bin==20.0.1.post1 face-recognition-models==0.3.0'
+STRONG_FACE = 0.5       # faces scoring at least this are taken largest first, the rest by score
+MAX_FIT_RESIDUAL = 0.5  # fit_residual: toy faces' true points <= 0.06, detected <= 0.22, mirrored >= 0.79
+FOUND_LANDMARKS = 'landmarks.txt'
+
+
+def dlib_models():
+    """dlib, and the paths of the CNN detector and the 68-point predictor."""
     try:
-        lm = [float(v) for v in landmarks.split(',')]
-    except ValueError:
-        lm = []
-    if len(lm) != 10:
-        raise UserError(f'--landmarks: expected 10 numbers X1,Y1,...,X5,Y5, got {landmarks!r}')
-    out = out or os.path.splitext(image)[0] + '_aligned.jpg'
+        import dlib
+    except ImportError:
+        raise UserError(f'finding faces needs dlib, which is not installed: {DLIB_PIP} '
+                        f'(or give the five points with --landmarks)')
+    # Found, not imported: face_recognition_models' __init__ needs pkg_resources, which recent
+    # setuptools dropped.
+    spec = importlib.util.find_spec('face_recognition_models')
+    models = os.path.join(spec.submodule_search_locations[0], 'models') if spec else ''
+    files = [os.path.join(models, name) for name in
+             ('mmod_human_face_detector.dat', 'shape_predictor_68_face_landmarks.dat')]
+    if not all(os.path.isfile(f) for f in files):
+        raise UserError(f'finding faces needs the model files of face-recognition-models, not '
+                        f'found{" in " + models if spec else ""}: {DLIB_PIP}')
+    return dlib, files
+
+
+class FaceFinder:
+    """dlib's HOG face detector (one upsampling), its CNN detector where HOG finds no face, and
+    its 68-point shape predictor, from which CelebA's five points are taken (0-based: the means of
+    36-41 and 42-47, the nose tip 30, the mouth corners 48 and 54), as FFHQ's alignment does."""
+    def __init__(self):
+        dlib, (cnn, predictor) = dlib_models()
+        self.hog = dlib.get_frontal_face_detector()
+        self.cnn = dlib.cnn_face_detection_model_v1(cnn)
+        self.predictor = dlib.shape_predictor(predictor)
+
+    def __call__(self, bgr):
+        """The faces of a photo as (box (left, top, right, bottom), score, detector, 5x2
+        points), in the order they are offered: a score of STRONG_FACE or more by size, largest
+        first, then the rest by score (HOG also fires, weakly, on badges and patterns)."""
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        boxes, scores, _ = self.hog.run(rgb, 1, 0.0)
+        found = [(box, score, 'HOG') for box, score in zip(boxes, scores)]
+        if not found:   # the CNN finds faces that HOG misses (4 of 20 toy photos), 50x slower
+            found = [(d.rect, d.confidence, 'CNN') for d in self.cnn(rgb, 1)]
+        found.sort(key=lambda f: (0, -f[0].area()) if f[1] >= STRONG_FACE else (1, -f[1]))
+        faces = []
+        for box, score, detector in found:
+            p = np.array([(q.x, q.y) for q in self.predictor(rgb, box).parts()], np.float64)
+            five = np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
+            faces.append(((box.left(), box.top(), box.right(), box.bottom()), score, detector,
+                          np.array(points_text(five).split(','), np.float64).reshape(5, 2)))
+        return faces
+
+
+def points_text(lm):
+    """X1,Y1,...,X5,Y5 as --landmarks takes it; points are rounded to it before use, so that
+    the printed line aligns to the same bytes."""
+    return ','.join(f'{v:.2f}' for v in np.ravel(lm))
+
+
+def fit_residual(lm):
+    """How far five points are from a face in CelebA's order: after the least-squares similarity
+    that _get_align_5p_mat23_size_256 fits (without its y stretch), the largest distance of a
+    point from the mean face, in the mean face's eye distances. Mirrored points (x and y swapped)
+    and points out of order fit no similarity."""
+    mf = mean_face_lm5p - mean_face_lm5p.mean(0)
+    d = np.reshape(lm, (5, 2)) - np.reshape(lm, (5, 2)).mean(0)
+    c3 = (d ** 2).sum()
+    if c3 == 0:
+        return np.inf
+    a, b = (mf * d).sum() / c3, (mf[:, 0] * d[:, 1] - mf[:, 1] * d[:, 0]).sum() / c3
+    fit = np.stack([a * d[:, 0] + b * d[:, 1], -b * d[:, 0] + a * d[:, 1]], 1)
+    return np.linalg.norm(fit - mf, axis=1).max() / np.linalg.norm(mf[1] - mf[0])
+
+
+def check_fit(lm, where):
+    residual = fit_residual(lm)
+    if residual > MAX_FIT_RESIDUAL:
+        raise UserError(f'{where}: the five points do not fit a face (a point lies {residual:.2f} '
+                        f'eye distances off, refused above {MAX_FIT_RESIDUAL}): give x before y, '
+                        f'for the left eye, right eye, nose tip, left and right mouth corner')
+
+
+_finder = None
+
+
+def face_finder():
+    """This process's FaceFinder (its predictor takes a second to load)."""
+    global _finder
+    _finder = _finder or FaceFinder()
+    return _finder
+
+
+def find_points(path):
+    """One photo of a folder, in a worker: (its first face's points, None) or (None, why)."""
+    bgr = cv2.imread(path)
+    if bgr is None:
+        return None, f'{path}: missing or not a readable image'
+    faces = face_finder()(bgr)
+    if not faces:
+        return None, f'{path}: no face found (give its points in a landmark file)'
+    try:
+        check_fit(faces[0][3], path)
+    except UserError as err:
+        return None, str(err)
+    return faces[0][3].ravel().tolist(), None
+
+
+def found_jobs(image_dir, out_dir, num_workers):
+    """--images without --landmarks: every photo's points found by FaceFinder and written to
+    OUT_DIR/landmarks.txt in CelebA's format (a rerun reuses its rows, a user may correct one),
+    then aligned as folder_jobs' are. Returns (jobs, photos that failed)."""
+    names = photo_names(image_dir)
+    outs = dict(zip(names, output_names(names, image_dir)))
+    dlib_models()                               # a missing dlib stops here, before any work
+    path = os.path.join(out_dir, FOUND_LANDMARKS)
+    rows = {}
+    if os.path.isfile(path):
+        _, _, values, keys = read_table(out_dir, FOUND_LANDMARKS, float, values=10)
+        for name, lm in zip(keys, values):
+            check_fit(lm, f'{path}, row {name}')
+            rows[name] = lm
+    todo = [name for name in names if name not in rows]
+    failed = []
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        with Pool(num_workers, face_finder) as pool:
+            results = pool.imap(find_points, [os.path.join(image_dir, n) for n in todo])
+            for name, (lm, why) in zip(todo, tqdm(results, total=len(todo), desc='detect')):
+                rows[name] = lm
+                failed += [why] if why else []
+    finally:                                    # an interrupted run keeps the points it found
+        lines = [f'{name} {points_text(rows[name]).replace(",", " ")}'
+                 for name in names if rows.get(name)]
+        tmp = own_temp(path)
+        with open(tmp, 'w') as f:
+            f.write('\n'.join([str(len(lines)), ' '.join(LANDMARK_NAMES), *lines]) + '\n')
+        os.replace(tmp, path)
+    print(f'found the points of {len(lines)} of {len(names)} photos: {path}')
+    return [(os.path.join(image_dir, name), os.path.join(out_dir, outs[name]), rows[name])
+            for name in names if rows.get(name)], failed
+
+
+def draw_preview(bgr, faces, taken, lm, path):
+    """The photo with every face found boxed (the one taken green, numbered as --face counts) and
+    the five points used in red."""
+    img = bgr.copy()
+    thick = max(1, round(max(img.shape[:2]) / 300))
+    for k, (box, _, _, _) in enumerate(faces):
+        colour = (0, 200, 0) if k == taken else (0, 200, 255)
+        cv2.rectangle(img, box[:2], box[2:], colour, thick)
+        cv2.putText(img, str(k + 1), (box[0], box[1] - 4 * thick), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5 * thick, colour, thick)
+    for x, y in np.reshape(lm, (5, 2)):
+        cv2.circle(img, (round(x), round(y)), 2 * thick, (0, 0, 255), -1)
+    if not cv2.imwrite(path, img):
+        raise UserError(f'--preview {path}: could not be written')
+
+
+def align_photo(image, landmarks, out, face=1, preview=None):
+    """One photo, from its 5 points given on the command line or found by FaceFinder, as
+    align_face_5p aligns."""
+    out = out or os.path.join('aligned', os.path.splitext(os.path.basename(image))[0] + '.jpg')
     same = os.path.abspath(out) == os.path.abspath(image)
     if same or not out.lower().endswith(('.jpg', '.jpeg')):
         raise UserError(f'--out {out}: must be a .jpg name other than the photo\'s (the output '
                         f'is a JPEG)')
-    h, w = read_image(image).shape[:2]
+    if preview and not cv2.haveImageWriter(preview):
+        raise UserError(f'--preview {preview}: not an image name (.jpg, .png, ...)')
+    read_image(image)                           # a missing or unreadable photo: one line
+    bgr = cv2.imread(image)                     # as work() reads it (EXIF orientation applied)
+    if bgr is None:
+        raise UserError(f'{image}: OpenCV cannot read this image; convert it to JPEG or PNG')
+    h, w = bgr.shape[:2]
+    faces = []
+    if landmarks:
+        try:
+            lm = [float(v) for v in landmarks.split(',')]
+        except ValueError:
+            lm = []
+        if len(lm) != 10:
+            raise UserError(f'--landmarks: expected 10 numbers X1,Y1,...,X5,Y5, got {landmarks!r}')
+    else:
+        faces = face_finder()(bgr)
+        if not faces:
+            raise UserError(f'no face found in {image}; give its five points with --landmarks')
+        if face > len(faces):
+            raise UserError(f'--face {face}: {image} has {len(faces)} face(s) found')
+        for k, (box, score, detector, _) in enumerate(faces):
+            print(f'face {k + 1} of {len(faces)}: box {box[:2]}-{box[2:]}, score {score:.2f}, '
+                  f'{detector} detector' + (' <- taken' if k == face - 1 else ''))
+        lm = faces[face - 1][3].ravel().tolist()
+        print(f'landmarks: {points_text(lm)}')
     if min(lm) < 0 or max(lm[0::2]) >= w or max(lm[1::2]) >= h:
         raise UserError(f'--landmarks: a point lies outside the {w}x{h} image {image}: '
                         f'give x,y pixel pairs, x to the right, y down')
+    check_fit(lm, '--landmarks' if landmarks else f'{image}, face {face}')
+    if preview:
+        draw_preview(bgr, faces, face - 1, lm, preview)
+    os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
     why = work((image, out, lm), skip_done=False)
     if why != 'aligned':
         raise UserError(why)
-    print(f'wrote {out}')
+    print(f'wrote {out}' + (f' and {preview}' if preview else ''))
 
 
-def main(jobs, out_dir, num_workers):
-    """preprocess.py: main's pool over the jobs, reporting what failed."""
+def main(jobs, out_dir, num_workers, failed=()):
+    """preprocess.py: main's pool over the jobs, reporting what failed (and FAILED before)."""
     os.makedirs(out_dir, exist_ok=True)
     counts = {'aligned': 0, 'skipped': 0}
-    failed = []
+    failed = list(failed)
     with Pool(num_workers) as pool:
         results = pool.imap(work, jobs, chunksize=16)
         for result in tqdm(results, total=len(jobs), desc='align', unit='img'):
@@ -355,28 +557,41 @@ def cli(argv=None):
     parser.add_argument('--layout', choices=list(CELEBA_LAYOUTS),
                         help='force one layout (default: the first found, in-the-wild first)')
     photos = parser.add_mutually_exclusive_group()
-    photos.add_argument('--image', help='align one photo of yours, from --landmarks X1,Y1,...,Y5')
-    photos.add_argument('--images', help='align a folder of photos, from --landmarks FILE')
+    photos.add_argument('--image', help='align one photo of yours (its face found by dlib, or '
+                        'from --landmarks X1,Y1,...,Y5)')
+    photos.add_argument('--images', help='align a folder of photos (faces found by dlib, their '
+                        'points written to OUT_DIR/landmarks.txt; or from --landmarks FILE)')
     parser.add_argument('--landmarks', help='with --image: 10 comma-separated pixel coordinates; '
                         'with --images: a file of "name x1 y1 ... x5 y5" rows (.txt or .csv). '
                         'Order: left eye, right eye, nose tip, left and right mouth corner')
-    parser.add_argument('--out', help='with --image: the aligned JPEG (default: PHOTO_aligned.jpg)')
+    parser.add_argument('--face', type=int, default=1,
+                        help='with --image and no --landmarks: take the K-th face found (default 1)')
+    parser.add_argument('--preview', help='with --image: also write the photo with the faces found '
+                        'and the five points drawn (.jpg or .png)')
+    parser.add_argument('--out', help='with --image: the aligned JPEG (default: aligned/PHOTO.jpg)')
     parser.add_argument('--out_dir', default=None,
                         help='default: DATA_DIR/align_5p/; required with --images')
     parser.add_argument('--num_workers', type=int, default=os.cpu_count(),
                         help='worker processes (default: %(default)s; preprocess.py used 30)')
     args = parser.parse_args(argv)
-    if (args.image or args.images) and not args.landmarks:
-        parser.error(f'--{"image" if args.image else "images"} needs --landmarks')
     if args.images and not args.out_dir:
         parser.error('--images needs --out_dir')
+    if args.preview and not args.image:
+        parser.error('--preview needs --image (one photo)')
+    if args.face < 1 or args.face > 1 and (args.landmarks or not args.image):
+        parser.error('--face K: K from 1, with --image and without --landmarks')
     try:
         if args.image:
-            return align_photo(args.image, args.landmarks, args.out)
+            return align_photo(args.image, args.landmarks, args.out, args.face, args.preview)
         out_dir = args.out_dir or os.path.join(args.data_dir, 'align_5p')
-        jobs = (folder_jobs(args.images, args.landmarks, out_dir) if args.images
-                else celeba_jobs(args.data_dir, out_dir, args.layout))
-        main(jobs, out_dir, max(1, args.num_workers))
+        failed = []
+        if args.images and args.landmarks:
+            jobs = folder_jobs(args.images, args.landmarks, out_dir)
+        elif args.images:
+            jobs, failed = found_jobs(args.images, out_dir, max(1, args.num_workers))
+        else:
+            jobs = celeba_jobs(args.data_dir, out_dir, args.layout)
+        main(jobs, out_dir, max(1, args.num_workers), failed)
     except UserError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
