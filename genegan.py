@@ -31,11 +31,12 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from align import (ALIGNED_SIZE, CELEBA_LAYOUTS, Parser, UserError, align_face_5p, mean_face_lm5p,
-                   own_temp, read_image, read_table)
+from align import (ALIGNED_SIZE, CELEBA_LAYOUTS, LANDMARK_NAMES, Parser, UserError, align_face_5p,
+                   mean_face_lm5p, own_temp, read_image, read_table)
 
 # ---- config: every number below comes from the official code (file named) or the paper -----------
 IMG_SIZE = 64                # dataset.py: nhwc = [64, 64, 64, 3]
+IMG_SIZES = (64, 128)        # 128: zsc/genegan_torch@0fab379, one more stride-2 layer a net
 BATCH_SIZE = 64              # dataset.py: nhwc
 MAX_ITER = 100000            # dataset.py: max_iter
 LEARNING_RATE = 5e-5         # dataset.py: g_lr / d_lr init_lr, decay_rate=1 (constant)
@@ -78,7 +79,7 @@ class DataSet(NamedTuple):
     idxs1: list
     idxs2: list
     partition: list        # one of PARTITIONS' values per row, or None
-    cache: str             # the 64x64 cache file
+    cache: str             # the cache files' stem: STEM_64x64.npy, STEM_128x128.npy
     size: int              # the size every image must have (align.py's output), or None
 
     def identity(self):
@@ -104,7 +105,7 @@ def celeba_dataset(data_dir, attribute, need_partition):
         raise UserError(f'aligned faces not found: {os.path.join(data_dir, "align_5p")} '
                         f'(run: python align.py --data_dir {data_dir})')
     return DataSet('CelebA', attribute, [aligned_path(data_dir, i) for i in range(rows)],
-                   idxs1, idxs2, partition, os.path.join(data_dir, 'align_5p_64x64.npy'),
+                   idxs1, idxs2, partition, os.path.join(data_dir, 'align_5p'),
                    ALIGNED_SIZE)
 
 def read_attributes(data_dir, attribute):
@@ -153,37 +154,40 @@ def folder_dataset(data_dir, attribute, need_partition):
             partition += [PARTITIONS[part]] * len(names)
     return DataSet('two folders', attribute, paths, idxs['A'], idxs['B'],
                    partition if all(tests) else None,
-                   os.path.join(data_dir, 'images_64x64.npy'), None)
+                   os.path.join(data_dir, 'images'), None)
 
-def train_resize(img):
-    """dataset.py: tf.image.resize_images(image, [64, 64]) of an HxWx3 uint8 image: TF's legacy
-    bilinear (no half-pixel centres), in float32 as TF computes it. Where H and W are multiples of
-    64 (256x256 aligned faces) it samples every (H/64)-th pixel exactly: a uint8 slice then."""
+def train_resize(img, size=IMG_SIZE):
+    """dataset.py: tf.image.resize_images(image, [64, 64]) of an HxWx3 uint8 image (or to 128):
+    TF's legacy bilinear (no half-pixel centres), in float32 as TF computes it. Where H and W are
+    multiples of the size (256x256 aligned faces) it samples every (H/size)-th pixel exactly: a
+    uint8 slice then."""
     h, w = img.shape[:2]
-    if h % IMG_SIZE == 0 and w % IMG_SIZE == 0:
-        return np.ascontiguousarray(img[::h // IMG_SIZE, ::w // IMG_SIZE])
-    (y0, y1, dy), (x0, x1, dx) = resize_weights(h), resize_weights(w)
+    if h % size == 0 and w % size == 0:
+        return np.ascontiguousarray(img[::h // size, ::w // size])
+    (y0, y1, dy), (x0, x1, dx) = resize_weights(h, size), resize_weights(w, size)
     img = img.astype(np.float32)
     top = img[y0][:, x0] + (img[y0][:, x1] - img[y0][:, x0]) * dx[:, None]
     bottom = img[y1][:, x0] + (img[y1][:, x1] - img[y1][:, x0]) * dx[:, None]
     return top + (bottom - top) * dy[:, None, None]
 
-def resize_weights(n):
-    """TF's compute_interpolation_weights, LegacyScaler: source i * (n / 64) in float32."""
-    x = np.arange(IMG_SIZE, dtype=np.float32) * np.float32(n / IMG_SIZE)
+def resize_weights(n, size):
+    """TF's compute_interpolation_weights, LegacyScaler: source i * (n / size) in float32."""
+    x = np.arange(size, dtype=np.float32) * np.float32(n / size)
     lo = np.floor(x)
     return lo.astype(np.int64), np.minimum(np.ceil(x), n - 1).astype(np.int64), x - lo
 
 def _cache_one(job):
+    path, size, img_size = job
     try:
-        return train_resize(read_image(*job)), None
+        return train_resize(read_image(path, size), img_size), None
     except UserError as err:
         return None, str(err)
 
-def load_cache(data, num_workers=0, skip_bad=False):
+def load_cache(data, num_workers=0, skip_bad=False, size=IMG_SIZE):
     """Every image of the data set resized for training, memory-mapped from its cache file,
     rebuilt when a file's name, size or mtime changes. Returns (images, bad rows, fingerprint)."""
-    root = len(os.path.dirname(data.cache) + os.sep)  # names relative to the data folder
+    cache = f'{data.cache}_{size}x{size}.npy'
+    root = len(os.path.dirname(cache) + os.sep)  # names relative to the data folder
     stats = []
     for path in data.paths:                     # one stat per file: CelebA has 202,599
         try:
@@ -193,52 +197,52 @@ def load_cache(data, num_workers=0, skip_bad=False):
             stats.append(f'{path[root:]}:missing')
     fingerprint = hashlib.sha256('\n'.join(stats).encode()).hexdigest()
     meta = None
-    with contextlib.suppress(OSError, ValueError), open(data.cache[:-4] + '.json') as f:
+    with contextlib.suppress(OSError, ValueError), open(cache[:-4] + '.json') as f:
         meta = json.load(f)                     # missing or unreadable: rebuilt below
-    if not (os.path.exists(data.cache) and meta and meta.get('fingerprint') == fingerprint):
-        meta = build_cache(data, fingerprint, num_workers)
+    if not (os.path.exists(cache) and meta and meta.get('fingerprint') == fingerprint):
+        meta = build_cache(data, cache, size, fingerprint, num_workers)
     bad = meta['bad']
     if bad and not skip_bad:
         shown = '; '.join(why for _, why in bad[:3])
         raise UserError(f'{len(bad)} image(s) missing or unreadable (all listed in '
-                        f'{data.cache[:-4]}_bad.txt): {shown}{"; ..." if len(bad) > 3 else ""}. '
+                        f'{cache[:-4]}_bad.txt): {shown}{"; ..." if len(bad) > 3 else ""}. '
                         f'Re-align or replace them, or pass --skip_bad to train without them')
-    return np.load(data.cache, mmap_mode='r'), {i for i, _ in bad}, fingerprint
+    return np.load(cache, mmap_mode='r'), {i for i, _ in bad}, fingerprint
 
-def cache_dtype(paths):
-    """uint8 where every image's resize is an exact sample (sides that are multiples of 64), else
+def cache_dtype(paths, size):
+    """uint8 where every image's resize is an exact sample (sides that are multiples of size), else
     float32: TF's bilinear values are not integers, and training sees them unrounded."""
     for path in paths:
         with contextlib.suppress(OSError, SyntaxError, ValueError, Image.DecompressionBombError), \
                 Image.open(path) as im:         # an unreadable file is reported by the build
-            if im.size[0] % IMG_SIZE or im.size[1] % IMG_SIZE:
+            if im.size[0] % size or im.size[1] % size:
                 return np.float32
     return np.uint8
 
-def build_cache(data, fingerprint, num_workers):
-    tmp = own_temp(data.cache[:-4], '.tmp.npy')     # two trainings may build one cache at once
+def build_cache(data, cache, size, fingerprint, num_workers):
+    tmp = own_temp(cache[:-4], '.tmp.npy')     # two trainings may build one cache at once
     bad = []
     try:
         with Pool(num_workers) if num_workers > 0 else contextlib.nullcontext() as pool:
             images = np.lib.format.open_memmap(
-                tmp, mode='w+', dtype=np.uint8 if data.size else cache_dtype(data.paths),
-                shape=(len(data.paths), IMG_SIZE, IMG_SIZE, 3))
-            jobs = [(path, data.size) for path in data.paths]
+                tmp, mode='w+', dtype=np.uint8 if data.size else cache_dtype(data.paths, size),
+                shape=(len(data.paths), size, size, 3))
+            jobs = [(path, data.size, size) for path in data.paths]
             results = pool.imap(_cache_one, jobs, chunksize=64) if pool else map(_cache_one, jobs)
-            for i, (img, why) in enumerate(tqdm(results, total=len(jobs), desc='cache 64x64')):
+            for i, (img, why) in enumerate(tqdm(results, total=len(jobs), desc=f'cache {size}x{size}')):
                 if why is None:
                     images[i] = img
                 else:
                     bad.append((i, why))
             images.flush()
             del images
-        os.replace(tmp, data.cache)
+        os.replace(tmp, cache)
     finally:                                    # an interrupted build leaves no temp file
         with contextlib.suppress(OSError):
             os.remove(tmp)
-    atomic_write([data.cache[:-4] + '_bad.txt'], ''.join(f'{why}\n' for _, why in bad).encode())
+    atomic_write([cache[:-4] + '_bad.txt'], ''.join(f'{why}\n' for _, why in bad).encode())
     meta = dict(fingerprint=fingerprint, bad=bad)
-    atomic_write([data.cache[:-4] + '.json'], json.dumps(meta).encode())
+    atomic_write([cache[:-4] + '.json'], json.dumps(meta).encode())
     return meta
 
 def to_device(batch, device):
@@ -319,14 +323,18 @@ class FC(nn.Module):
 def leaky_relu(X):
     return F.leaky_relu_(X, LEAKY_SLOPE)
 
+# At 128x128 (not the official size) each network gains one stride-2 layer, named and initialised
+# as its neighbours (zsc/genegan_torch@0fab379, genegan/models/genegan.py): the splitter's conv4,
+# the critics' conv5, and the joiner's deconv3 256->128 BN ReLU before a deconv4 128->3.
 class Discriminator(nn.Module):
     """model.py: discriminator (a WGAN critic: no sigmoid)."""
-    def __init__(self):
+    def __init__(self, img_size=IMG_SIZE):
         super().__init__()
         self.conv1 = Conv(3, 128, bn=False)
         self.conv2 = Conv(128, 256, bn=True)
         self.conv3 = Conv(256, 512, bn=True)
         self.conv4 = Conv(512, 512, bn=True)
+        self.conv5 = Conv(512, 512, bn=True) if img_size == 128 else None
         self.fct = FC(4 * 4 * 512, 1)
 
     def forward(self, image):
@@ -335,40 +343,49 @@ class Discriminator(nn.Module):
         X = leaky_relu(self.conv2(X))
         X = leaky_relu(self.conv3(X))
         X = leaky_relu(self.conv4(X))
+        if self.conv5 is not None:
+            X = leaky_relu(self.conv5(X))
         # TF flattens NHWC (h, w, c order); the fc weight is stored for that order.
         X = X.permute(0, 2, 3, 1).flatten(1)
         return self.fct(X)
 
 class Splitter(nn.Module):
     """model.py: splitter. (A, x): the last int(512 * second_ratio) channels are the attribute."""
-    def __init__(self, second_ratio=SECOND_RATIO):
+    def __init__(self, second_ratio=SECOND_RATIO, img_size=IMG_SIZE):
         super().__init__()
         self.num_ch = int(512 * second_ratio)
         self.conv1 = Conv(3, 128, bn=False)
         self.conv2 = Conv(128, 256, bn=True)
         self.conv3 = Conv(256, 512, bn=True)
+        self.conv4 = Conv(512, 512, bn=True) if img_size == 128 else None
 
     def forward(self, image):
         X = image / 255.0
         X = leaky_relu(self.conv1(X))
         X = leaky_relu(self.conv2(X))
         X = leaky_relu(self.conv3(X))
+        if self.conv4 is not None:
+            X = leaky_relu(self.conv4(X))
         return X[:, :-self.num_ch], X[:, -self.num_ch:]
 
 class Joiner(nn.Module):
     """model.py: joiner. Output (tanh + 1) * 255 / 2, in [0, 255]."""
-    def __init__(self):
+    def __init__(self, img_size=IMG_SIZE):
         super().__init__()
         self.deconv1 = Conv(512, 512, bn=True, transpose=True)
         self.deconv2 = Conv(512, 256, bn=True, transpose=True)
-        self.deconv3 = Conv(256, 3, bn=False, transpose=True)
+        self.deconv3 = Conv(256, 128 if img_size == 128 else 3, bn=img_size == 128, transpose=True)
+        self.deconv4 = Conv(128, 3, bn=False, transpose=True) if img_size == 128 else None
         self.b = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, A, x):
         X = torch.cat([A, x], dim=1)
         X = F.relu_(self.deconv1(X))
         X = F.relu_(self.deconv2(X))
-        X = self.deconv3(X) + self.b
+        if self.deconv4 is not None:
+            X = self.deconv4(F.relu_(self.deconv3(X))) + self.b
+        else:
+            X = self.deconv3(X) + self.b
         return (torch.tanh(X) + 1) * 255.0 / 2
 
 # PyTorch state-dict names <-> official TF variable names, e.g. splitter.conv2.batch_normalization
@@ -399,12 +416,13 @@ def from_tf_layout(array, like):
 
 class GeneGAN(nn.Module):
     """The four networks of model.py: G_splitter, G_joiner and the critics D_Ax, D_Be."""
-    def __init__(self, second_ratio=SECOND_RATIO):
+    def __init__(self, second_ratio=SECOND_RATIO, img_size=IMG_SIZE):
         super().__init__()
-        self.splitter = Splitter(second_ratio)
-        self.joiner = Joiner()
-        self.D_Ax = Discriminator()
-        self.D_Be = Discriminator()
+        self.img_size = img_size
+        self.splitter = Splitter(second_ratio, img_size)
+        self.joiner = Joiner(img_size)
+        self.D_Ax = Discriminator(img_size)
+        self.D_Be = Discriminator(img_size)
 
     def tf_state(self):
         """{TF name: tensor} over the state dict (BN step counters have no TF twin)."""
@@ -607,6 +625,8 @@ def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_K
     missing = [key for key in keys if key not in ckpt]
     if missing:
         raise UserError(f'{path} lacks {", ".join(missing)} (not written by genegan.py?)')
+    if 'config' in keys:                        # written before 128x128 existed: 64x64
+        ckpt['config'].setdefault('img_size', IMG_SIZE)
     return ckpt
 
 def load_model(args, device):
@@ -620,7 +640,7 @@ def load_model(args, device):
         path = saved[-1]
     ckpt = load_checkpoint(path, device)
     try:
-        model = GeneGAN(ckpt['config']['second_ratio'])
+        model = GeneGAN(ckpt['config']['second_ratio'], ckpt['config']['img_size'])
         model.load_state_dict(ckpt['model'])
     except (RuntimeError, KeyError, TypeError) as err:
         raise UserError(f'checkpoint {path} does not fit its own config: '
@@ -749,11 +769,12 @@ def train(args):
         if not os.path.isfile(latest):
             raise UserError(f'--resume: no checkpoint at {latest}')
         ckpt = load_checkpoint(latest, device)
-        require_same_config(ckpt, latest, args, 'data', 'second_ratio', 'partition', 'attribute')
+        require_same_config(ckpt, latest, args, 'data', 'second_ratio', 'partition', 'attribute',
+                            'img_size')
     elif os.path.exists(latest):
         raise UserError(f'{args.exp_dir} already holds a run ({latest}); '
                         f'pass --resume to continue it, or choose another --exp_dir')
-    images, bad, _ = load_cache(data, args.num_workers, args.skip_bad)
+    images, bad, _ = load_cache(data, args.num_workers, args.skip_bad, args.img_size)
     samplers = []
     for idxs, seed, name in ((data.idxs1, args.seed, 'A'), (data.idxs2, args.seed + 1, 'B')):
         idxs = [i for i in idxs if i not in bad | held]
@@ -764,7 +785,7 @@ def train(args):
     sampler_A, sampler_B = samplers
 
     torch.manual_seed(args.seed)
-    model = prepare_for_training(GeneGAN(args.second_ratio), device, args.compile)
+    model = prepare_for_training(GeneGAN(args.second_ratio, args.img_size), device, args.compile)
     trainer = Trainer(model, args.lr, args.clip_after_update)
     state = dict(model=model, g_opt=trainer.g_opt, d_opt=trainer.d_opt,
                  sampler_A=sampler_A, sampler_B=sampler_B)       # what a checkpoint holds
@@ -872,7 +893,7 @@ def inference(model):
 
 def _batch(model, img):
     """An HxWx3 image in [0, 255] -> a float32 NCHW batch of one on the model's device."""
-    batch = np.array(imresize(img)[None])      # a writable copy: PIL's arrays are read-only
+    batch = np.array(imresize(img, model.img_size)[None])      # a writable copy: PIL's arrays are read-only
     return to_device(batch, next(model.parameters()).device)
 
 def _image(t):
@@ -893,7 +914,7 @@ def interpolation(model, src, att, n):
     with inference(model):
         A, x = model.splitter(_batch(model, att))
         B, e = model.splitter(_batch(model, src))
-        out = [imresize(src).astype(np.float32)]
+        out = [imresize(src, model.img_size).astype(np.float32)]
         for i in range(1, n + 1):
             lambda_i = i / float(n)
             out.append(_image(model.joiner(B, x * lambda_i)))
@@ -919,8 +940,8 @@ def matrix(model, src, atts, size):
                 out_row.append(_image(model.joiner(B, attribute)))
             out.append(np.concatenate(out_row, axis=1))
     out = np.concatenate(out, axis=0)
-    atts = [imresize(att).astype(np.float32) for att in atts]
-    white = np.full(((m - 2) * IMG_SIZE, IMG_SIZE, 3), 255, np.float32)
+    atts = [imresize(att, model.img_size).astype(np.float32) for att in atts]
+    white = np.full(((m - 2) * model.img_size, model.img_size, 3), 255, np.float32)
     first_col = np.concatenate((atts[0], white, atts[2]), axis=0)
     last_col = np.concatenate((atts[1], white, atts[3]), axis=0)
     return np.concatenate((first_col, out, last_col), axis=1)
@@ -957,12 +978,13 @@ def held_out_rows(data):
 
 def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, device):
     """The critic architecture (model.py: discriminator) as a logistic attribute classifier on
-    real 64x64 training faces; logit > 0 means "has the attribute". Saved as
-    DATA_DIR/classifier_{attr}.pt and reused until the images, labels or rows change."""
-    path = os.path.join(data_dir, f'classifier_{attribute}.pt')
+    real training faces at the model's size; logit > 0 means "has the attribute". Saved as
+    DATA_DIR/classifier_{attr}_{size}x{size}.pt, reused until the images, labels or rows change."""
+    size = images.shape[1]
+    path = os.path.join(data_dir, f'classifier_{attribute}_{size}x{size}.pt')
     key = json.dumps([fingerprint, sorted(rows_A), sorted(rows_B)])
     key = hashlib.sha256(key.encode()).hexdigest()
-    clf = Discriminator().to(device)
+    clf = Discriminator(size).to(device)
     if os.path.exists(path):
         saved = load_checkpoint(path, device, CLASSIFIER_FORMAT, ('attribute', 'key', 'model'))
         if saved['key'] == key:
@@ -999,7 +1021,7 @@ def evaluate_checkpoint(args):
     args.attribute, args.data = data.attribute, data.identity()
     require_same_config(ckpt, path, args, 'data', 'attribute')
     held, train_rows, split = held_out_rows(data)
-    images, bad, fingerprint = load_cache(data, args.num_workers, skip_bad=True)
+    images, bad, fingerprint = load_cache(data, args.num_workers, True, model.img_size)
     test_sets, train_sets = [], []
     for name, idxs in (('A', data.idxs1), ('B', data.idxs2)):
         test_sets.append([i for i in idxs if i in held and i not in bad])
@@ -1057,10 +1079,12 @@ def build_parser():
     data = flags((['--data_dir'], dict(default='datasets/celebA',
                                        help='CelebA, a toy set, or two folders trainA/ trainB/')))
     workers = flags((['--num_workers'], dict(type=int, default=os.cpu_count(),
-                                             help='processes that build the 64x64 cache')))
+                                             help='processes that build the training cache')))
     device = flags((['--device'], dict(default='auto', help='auto (mps, cuda, cpu), or a name')))
     speed = flags((['--compile'], dict(action='store_true', help='torch.compile the 4 networks')),
-                  (['--tf32'], dict(action='store_true', help='allow TF32 on CUDA (TF: float32)')))
+                  (['--tf32'], dict(action='store_true', help='allow TF32 on CUDA (TF: float32)')),
+                  (['--img_size'], dict(type=int, choices=IMG_SIZES, default=IMG_SIZE, help=(
+                      'image side: 64 (dataset.py), or 128 with one more layer a network'))))
     model = flags((['--model_dir'], dict(default='train_log/model', help='its newest checkpoint')),
                   (['--ckpt'], dict(help='a checkpoint file (instead of --model_dir)')))
 
@@ -1147,8 +1171,6 @@ CELEBA_ATTRIBUTES = (
     'No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling '
     'Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace '
     'Wearing_Necktie Young').split()
-LANDMARK_NAMES = ('lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y '
-                  'leftmouth_x leftmouth_y rightmouth_x rightmouth_y').split()
 HAIR_COLOURS = {'Black_Hair': (30, 30, 35), 'Blond_Hair': (90, 200, 230),     # BGR
                 'Brown_Hair': (40, 70, 120), 'Gray_Hair': (160, 160, 165)}
 # img_align_celeba: 178x218 crops, the 5 landmarks near these places (means of CelebA's list)
@@ -1276,9 +1298,9 @@ def bench(args):
     from torch.utils.flop_counter import FlopCounterMode
     device = pick_device(args.device, args.tf32)
     torch.manual_seed(0)
-    trainer = Trainer(prepare_for_training(GeneGAN(), device, args.compile))
-    bs = args.batch_size
-    images = np.random.default_rng(0).integers(0, 256, (8 * bs, IMG_SIZE, IMG_SIZE, 3), np.uint8)
+    trainer = Trainer(prepare_for_training(GeneGAN(img_size=args.img_size), device, args.compile))
+    bs, size = args.batch_size, args.img_size
+    images = np.random.default_rng(0).integers(0, 256, (8 * bs, size, size, 3), np.uint8)
     sampler_A = Sampler(images, range(0, 4 * bs), bs, 0, device)
     sampler_B = Sampler(images, range(4 * bs, 8 * bs), bs, 1, device)
 
@@ -1296,9 +1318,9 @@ def bench(args):
     landmarks = [165, 184, 244, 176, 196, 249, 194, 271, 266, 260]
     align_rate = 1 / seconds(lambda: cv2.imencode('.jpg', align_face_5p(face, landmarks)), 50)
     print(f'device: {device} ({torch.get_num_threads()} CPU threads), batch {bs}, '
-          f'{args.iters} timed iterations after 1 warm-up')
+          f'{args.iters} timed iterations after 1 warm-up, {size}x{size}')
     print(f'train iteration (D step + clip + G step): {sec:.3f} s (median)')
-    print(f'sampler (64x64 cache -> device): {sampler_rate:.0f} images/s')
+    print(f'sampler ({size}x{size} cache -> device): {sampler_rate:.0f} images/s')
     print(f'align.py per-image work (warp + JPEG encode), one process: {align_rate:.0f} images/s')
     print(f'model FLOP per iteration: {counter.get_total_flops() / 1e12:.3f} TFLOP')
     print(f'achieved: {counter.get_total_flops() / sec / 1e9:.1f} GFLOP/s')

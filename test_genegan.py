@@ -99,6 +99,22 @@ def test_shapes():
     assert A.shape == (2, 256, 8, 8) and x.shape == (2, 256, 8, 8)
 
 
+def test_shapes_and_parameters_at_128():
+    """One more stride-2 layer a network: 8x8 codes as at 64, 128x128 images."""
+    model, img = G.GeneGAN(img_size=128), torch.rand(2, 3, 128, 128) * 255
+    t = G.build_model(model, img, img)
+    assert t['A'].shape == (2, 384, 8, 8) and t['x'].shape == (2, 128, 8, 8)
+    assert all(t[k].shape == (2, 3, 128, 128) for k in ('Ax2', 'Be2', 'Bx', 'Ae'))
+    assert all(t[k].shape == (2, 1) for k in ('real_Ax', 'fake_Bx', 'real_Be', 'fake_Ae'))
+    count = {s: sum(p.numel() for p in G.GeneGAN(img_size=s).parameters()) for s in (64, 128)}
+    assert count[128] - count[64] == 13_104_384
+    names = set(model.tf_variables()) - set(G.GeneGAN().tf_variables())
+    assert {'G_splitter/conv4/W', 'G_joiner/deconv4/W', 'D_Ax/conv5/batch_normalization/gamma',
+            'D_Be/conv5/W', 'G_joiner/deconv3/batch_normalization/moving_mean'} <= names
+    assert model.joiner.deconv3.W.shape == (256, 128, 4, 4)
+    assert np.std(model.tf_variables()['G_splitter/conv4/W']) == pytest.approx(0.02, rel=0.01)
+
+
 def test_init_matches_tf_initialisers():
     torch.manual_seed(0)
     tv = G.GeneGAN().tf_variables()
@@ -327,6 +343,16 @@ def test_train_resize_matches_dataset_py():
     out = G.train_resize(REF['resize/in256'])
     assert out.dtype == np.uint8 and out.shape == (64, 64, 3)
     assert np.array_equal(out.astype(np.float32), REF['resize/out64'])
+
+
+def test_train_resize_matches_dataset_py_at_128():
+    """tf_resize_reference_128.npz: tf.image.resize_images(image, [128, 128]) on eight sizes."""
+    ref = np.load(os.path.join(HERE, 'testdata', 'tf_resize_reference_128.npz'))
+    for k, (h, w) in enumerate(json.loads(str(ref['meta']))['shapes']):
+        img = np.random.RandomState(3000 + k).randint(0, 256, (h, w, 3)).astype(np.uint8)
+        out = G.train_resize(img, 128)
+        assert out.shape == (128, 128, 3) and np.array_equal(out.astype(np.float32), ref[f'resize/{k}'])
+        assert out.dtype == (np.uint8 if h % 128 == 0 and w % 128 == 0 else np.float32), (h, w)
 
 
 def test_test_resize_is_pil_bilinear():
@@ -571,6 +597,45 @@ def test_demo_uses_the_checkpoint_config(toy, trained, tmp_path):
     assert G.load_model(args, 'cpu')[2].splitter.num_ch == 256
     face = G.aligned_path(toy, 0)
     assert G.main(['swap', '-i', face, '-t', face, '--ckpt', path, '--out_dir', str(tmp_path)]) == 0
+
+
+def test_128_trains_resumes_exactly_and_serves_demos_and_eval(toy, trained, tmp_path, capsys,
+                                                              monkeypatch):
+    size = ('--img_size', '128', *EXACT)
+    assert G.main(train_args(toy, tmp_path / 'ref', 2, *size)) == 0
+    assert G.main(train_args(toy, tmp_path / 'got', 1, *size)) == 0
+    assert G.main(train_args(toy, tmp_path / 'got', 2, *size, '--resume')) == 0
+    assert_same_run(tmp_path / 'ref', tmp_path / 'got')
+    ckpt = load(tmp_path / 'ref/model/latest.pt')
+    assert ckpt['config']['img_size'] == 128 and ckpt['model']['splitter.conv4.W'].shape[0] == 512
+    images, _, _ = G.load_cache(G.load_dataset(toy), size=128)       # beside the 64x64 cache
+    assert images.shape == (TOY_FACES, 128, 128, 3) and images.dtype == np.uint8
+    assert np.array_equal(images[3], G.read_image(G.aligned_path(toy, 3))[::2, ::2])
+    assert os.path.exists(os.path.join(toy, 'align_5p_64x64.npy'))
+    assert G.main(train_args(toy, tmp_path / 'ref', 3, '--resume')) == 2        # 64 by default
+    assert "was trained with img_size 128, not 64: pass --img_size 128" in capsys.readouterr().err
+    faces = [G.aligned_path(toy, i) for i in range(5)]
+    common = ['--model_dir', str(tmp_path / 'ref/model'), '--out_dir', str(tmp_path / 'out')]
+    assert G.main(['swap', '-i', faces[0], '-t', faces[1], *common]) == 0
+    assert G.main(['interpolation', '-i', faces[0], '-t', faces[1], '-n', '3', *common]) == 0
+    assert G.main(['matrix', '-i', faces[0], '--targets', *faces[1:5], '-s', '2', '4', *common]) == 0
+    sizes = {name: G.Image.open(tmp_path / 'out' / name).size
+             for name in ('out1.jpg', 'out2.jpg', 'interpolation.jpg', 'four_matrix.jpg')}
+    assert sizes == {'out1.jpg': (128, 128), 'out2.jpg': (128, 128),
+                     'interpolation.jpg': (128 * 4, 128), 'four_matrix.jpg': (128 * 6, 128 * 2)}
+    data = tmp_path / 'data'
+    copy_toy(toy, data)
+    monkeypatch.setattr(G, 'CLASSIFIER_BN_BATCHES', 2)
+    assert G.main(eval_args(str(data), tmp_path / 'ref', tmp_path / 'e.json', '--clf_steps', '1')) == 0
+    assert json.loads((tmp_path / 'e.json').read_text())['iter'] == 2
+    clf = G.load_checkpoint(str(data / 'classifier_Smiling_128x128.pt'), 'cpu', G.CLASSIFIER_FORMAT,
+                            ('attribute', 'key', 'model'))
+    assert clf['model']['conv5.W'].shape == (512, 512, 4, 4)
+    old = load(trained / 'model/latest.pt')          # written before 128 existed: read as 64
+    del old['config']['img_size']
+    torch.save(old, tmp_path / 'old.pt')
+    args = argparse.Namespace(ckpt=str(tmp_path / 'old.pt'), model_dir=None)
+    assert G.load_model(args, 'cpu')[2].img_size == 64
 
 
 def test_device_auto():
@@ -896,7 +961,7 @@ def test_eval_scores_a_checkpoint_with_a_trained_classifier(toy, trained, tmp_pa
     held = [i for i, p in enumerate(G.read_partition(toy, TOY_FACES)) if p == 2]
     images, _, _ = G.load_cache(G.load_dataset(toy))
     clf = G.Discriminator()
-    saved = G.load_checkpoint(os.path.join(toy, 'classifier_Smiling.pt'), 'cpu', G.CLASSIFIER_FORMAT,
+    saved = G.load_checkpoint(os.path.join(toy, 'classifier_Smiling_64x64.pt'), 'cpu', G.CLASSIFIER_FORMAT,
                               ('attribute', 'key', 'model'))
     clf.load_state_dict(saved['model'])
     clf.eval()
@@ -905,9 +970,9 @@ def test_eval_scores_a_checkpoint_with_a_trained_classifier(toy, trained, tmp_pa
                          > 0).float().mean()) for idxs in (idxs1, idxs2)]
     assert result['removal_baseline'] == 1 - says_A[0] and result['transfer_baseline'] == says_A[1]
     # the classifier is reused: a second eval trains nothing
-    mtime = os.stat(os.path.join(toy, 'classifier_Smiling.pt')).st_mtime_ns
+    mtime = os.stat(os.path.join(toy, 'classifier_Smiling_64x64.pt')).st_mtime_ns
     assert G.main(eval_args(toy, trained, tmp_path / 'again.json')) == 0
-    assert os.stat(os.path.join(toy, 'classifier_Smiling.pt')).st_mtime_ns == mtime
+    assert os.stat(os.path.join(toy, 'classifier_Smiling_64x64.pt')).st_mtime_ns == mtime
     assert 'classifier Smiling' not in capsys.readouterr().err
 
 
@@ -1102,7 +1167,7 @@ def copy_toy(toy, dst, with_cache=False):
     """A copy of the toy set without the classifier eval may have left; copytree keeps mtimes, so
     a copied cache is valid where it lands."""
     shutil.copytree(toy, dst, ignore=shutil.ignore_patterns(
-        'classifier_*', *([] if with_cache else ['align_5p_64x64*'])))
+        'classifier_*', *([] if with_cache else ['align_5p_*x*'])))
     return str(dst)
 
 
@@ -1288,11 +1353,11 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
     no_partition = copy_toy(toy, tmp_path / 'no_partition')
     os.remove(os.path.join(no_partition, 'list_eval_partition.txt'))
     bad_clf = copy_toy(toy, tmp_path / 'bad_clf', with_cache=True)   # eval then prints no progress bar
-    (tmp_path / 'bad_clf' / 'classifier_Smiling.pt').write_bytes(head(good, 5000))
+    (tmp_path / 'bad_clf' / 'classifier_Smiling_64x64.pt').write_bytes(head(good, 5000))
     not_clf = copy_toy(toy, tmp_path / 'not_clf', with_cache=True)
-    link(good, os.path.join(not_clf, 'classifier_Smiling.pt'))
+    link(good, os.path.join(not_clf, 'classifier_Smiling_64x64.pt'))
     evil_clf = copy_toy(toy, tmp_path / 'evil_clf', with_cache=True)
-    write_evil_checkpoint(os.path.join(evil_clf, 'classifier_Smiling.pt'), tmp_path / 'pwned')
+    write_evil_checkpoint(os.path.join(evil_clf, 'classifier_Smiling_64x64.pt'), tmp_path / 'pwned')
     bad_lm = edited_copy(toy, tmp_path / 'bad_lm', 'list_landmarks_celeba.txt',
                          lambda lines: lines.__setitem__(4, ' '.join(['000003.jpg', 'x', *lines[4].split()[2:]])))
     csv_data = str(tmp_path / 'csv')
@@ -1362,7 +1427,7 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
          f"attribute Bangs, 102 A and 98 B images': pass --data_dir {toy} --attribute Smiling"),
         ([*evaluate, '--data_dir', toy, '--num', '50'], 'held-out images (test partition); lower --num'),
         ([*evaluate, '--data_dir', bad_partition], 'list_eval_partition.txt:7'),
-        ([*evaluate, '--data_dir', bad_clf], 'classifier_Smiling.pt is truncated or damaged'),
+        ([*evaluate, '--data_dir', bad_clf], 'classifier_Smiling_64x64.pt is truncated or damaged'),
         ([*evaluate, '--data_dir', not_clf], 'but not a genegan-pytorch-classifier/1 file'),
         ([*evaluate, '--data_dir', evil_clf], 'refused to load'),
         ([*demo, '--model_dir', str(tmp_path / 'no_models')], 'no checkpoint in'),
