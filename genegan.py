@@ -9,6 +9,7 @@ Usage: README.md, or python genegan.py --help.
 """
 import argparse
 import contextlib
+import difflib
 import glob
 import hashlib
 import io
@@ -90,7 +91,8 @@ class DataSet(NamedTuple):
 def load_dataset(data_dir, attribute=None, need_partition=False):
     """Two folders where DATA_DIR holds trainA/ or trainB/, else CelebA's files."""
     if not os.path.isdir(data_dir):
-        raise UserError(f'data directory not found: {data_dir}')
+        raise UserError(f'data directory not found: {data_dir}; pass --data_dir (CelebA or two '
+                        f'folders), or draw a toy set: python genegan.py toy --out datasets/toy')
     if any(os.path.isdir(os.path.join(data_dir, 'train' + s)) for s in 'AB'):
         return folder_dataset(data_dir, attribute or 'trainA', need_partition)
     return celeba_dataset(data_dir, attribute or 'Smiling', need_partition)
@@ -112,7 +114,11 @@ def read_attributes(data_dir, attribute):
     """dataset.py: Dataset.__init__. Rows marked 1 are set A (Ax), rows marked -1 set B (Be)."""
     path, names, rows, _ = read_table(data_dir, 'list_attr_celeba')
     if attribute not in (names or []):
-        raise UserError(f'attribute {attribute!r} is not in {path}; valid: {" ".join(names or [])}')
+        near = [n for n in names or [] if n.lower() == attribute.lower()] or \
+            difflib.get_close_matches(attribute, names or [], 3, 0.7)
+        hint = (f'did you mean {" or ".join(near)}? (case matters)' if near
+                else f'valid: {" ".join(names or [])}')
+        raise UserError(f'attribute {attribute!r} is not in {path}; {hint}')
     attributes = [row[names.index(attribute)] for row in rows]
     idxs1 = [i for i, a in enumerate(attributes) if a == 1]
     idxs2 = [i for i, a in enumerate(attributes) if a == -1]
@@ -229,7 +235,7 @@ def build_cache(data, cache, size, fingerprint, num_workers):
                 shape=(len(data.paths), size, size, 3))
             jobs = [(path, data.size, size) for path in data.paths]
             results = pool.imap(_cache_one, jobs, chunksize=64) if pool else map(_cache_one, jobs)
-            for i, (img, why) in enumerate(tqdm(results, total=len(jobs), desc=f'cache {size}x{size}')):
+            for i, (img, why) in enumerate(tqdm(results, total=len(jobs), desc=f'cache {size}')):
                 if why is None:
                     images[i] = img
                 else:
@@ -247,11 +253,11 @@ def build_cache(data, cache, size, fingerprint, num_workers):
 
 def to_device(batch, device):
     """uint8 NHWC -> float32 NCHW on the device, channels_last in memory (the permute is free);
-    uint8 is what crosses to the device (4x less traffic), asynchronously from pinned memory."""
+    uint8 crosses to the device (4x less traffic), asynchronously only when pinned (CUDA)."""
     batch = torch.from_numpy(np.ascontiguousarray(batch))
     if device.type == 'cuda':
         batch = batch.pin_memory()
-    return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    return batch.to(device, non_blocking=device.type == 'cuda').permute(0, 3, 1, 2).float()
 
 class Sampler:
     """dataset.py: string_input_producer (reshuffled every epoch) feeding shuffle_batch."""
@@ -366,7 +372,9 @@ class Splitter(nn.Module):
         X = leaky_relu(self.conv3(X))
         if self.conv4 is not None:
             X = leaky_relu(self.conv4(X))
-        return X[:, :-self.num_ch], X[:, -self.num_ch:]
+        # Dense, not channel slices of a channels_last X: MPS has computed wrong values on those.
+        return (X[:, :-self.num_ch].contiguous(memory_format=torch.channels_last),
+                X[:, -self.num_ch:].contiguous(memory_format=torch.channels_last))
 
 class Joiner(nn.Module):
     """model.py: joiner. Output (tanh + 1) * 255 / 2, in [0, 255]."""
@@ -520,7 +528,9 @@ class TFRMSProp(torch.optim.Optimizer):
         for group in self.param_groups:
             for w in group['params']:
                 g = w.grad
-                ms = self.state[w].setdefault('ms', torch.full_like(w, RMSPROP_MS_INIT))
+                ms = self.state[w].get('ms')
+                if ms is None:      # once: setdefault would fill a new tensor on every step
+                    ms = self.state[w]['ms'] = torch.full_like(w, RMSPROP_MS_INIT)
                 ms.add_((g * g - ms) * (1 - group['decay']))
                 w.addcdiv_(g, torch.sqrt(ms + group['epsilon']), value=-group['lr'])
 
@@ -565,17 +575,20 @@ class Trainer:
         return {k: v.detach() for k, v in loss.items()}
 
 # ---- devices, checkpoints, logs ------------------------------------------------------------------
-def pick_device(name='auto', tf32=False):
+def pick_device(name='auto', tf32=False, deterministic=False):
     """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does: TF32 is
-    off on CUDA unless asked for; cuDNN autotunes."""
+    off on CUDA unless asked for. deterministic: PyTorch's reproducibility recipe, no autotuning."""
     available = [d for d, ok in (('mps', torch.backends.mps.is_available()),
                                  ('cuda', torch.cuda.is_available()), ('cpu', True)) if ok]
     if name != 'auto' and name.split(':')[0] not in available:
         raise UserError(f'device {name!r} is not available here; '
                         f'available: auto, {", ".join(available)}')
     device = torch.device(available[0] if name == 'auto' else name)
+    if deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')    # before cuBLAS starts
+        torch.use_deterministic_algorithms(True)
     if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
     return device
@@ -630,14 +643,16 @@ def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_K
     return ckpt
 
 def load_model(args, device):
-    """--ckpt, else the newest checkpoint in --model_dir (latest.pt, else model_*.pt), and the
-    model rebuilt from that checkpoint's own config. Returns (path, checkpoint, model)."""
-    path = args.ckpt or os.path.join(args.model_dir, 'latest.pt')
-    if not args.ckpt and not os.path.isfile(path):
-        saved = sorted(glob.glob(os.path.join(args.model_dir, 'model_*.pt')))
-        if not saved:
-            raise UserError(f'no checkpoint in {args.model_dir} (train first, or pass --ckpt PATH)')
-        path = saved[-1]
+    """--ckpt, else the newest checkpoint (latest.pt, else model_*.pt) in --model_dir or its model/,
+    and the model rebuilt from that checkpoint's own config. Returns (path, checkpoint, model)."""
+    path = args.ckpt
+    for folder in [] if path else [args.model_dir, os.path.join(args.model_dir, 'model')]:
+        saved = sorted(glob.glob(os.path.join(folder, 'model_*.pt')))
+        latest = os.path.join(folder, 'latest.pt')
+        path = path or (latest if os.path.isfile(latest) else saved[-1] if saved else None)
+    if not path:
+        raise UserError(f'no checkpoint in {args.model_dir} or its model/ (train first: python '
+                        f'genegan.py train --exp_dir DIR writes DIR/model/; or pass --ckpt PATH)')
     ckpt = load_checkpoint(path, device)
     try:
         model = GeneGAN(ckpt['config']['second_ratio'], ckpt['config']['img_size'])
@@ -757,7 +772,7 @@ def non_finite(named):
     return None if finite.all() else list(named)[int((~finite).nonzero()[0])]
 
 def train(args):
-    device = pick_device(args.device, args.tf32)
+    device = pick_device(args.device, args.tf32, args.deterministic)
     data = load_dataset(args.data_dir, args.attribute, args.partition == 'train')
     args.attribute, args.data = data.attribute, data.identity()     # recorded in the config
     held = ({i for i, p in enumerate(data.partition) if p != PARTITIONS['train']}   # val, test
@@ -854,6 +869,10 @@ def train(args):
                 break
         if i >= start and i % args.save_every != 0:
             save(i, [latest])
+    except Exception as err:    # a compiler backend that cannot run here fails on the first step
+        if args.compile and i == start:
+            raise UserError(f'--compile failed on {device} ({err!r:.150}); run without --compile')
+        raise
     finally:
         bar.close()
         log.close()
@@ -893,7 +912,7 @@ def inference(model):
 
 def _batch(model, img):
     """An HxWx3 image in [0, 255] -> a float32 NCHW batch of one on the model's device."""
-    batch = np.array(imresize(img, model.img_size)[None])      # a writable copy: PIL's arrays are read-only
+    batch = np.array(imresize(img, model.img_size)[None])     # writable: PIL's arrays are not
     return to_device(batch, next(model.parameters()).device)
 
 def _image(t):
@@ -1085,7 +1104,8 @@ def build_parser():
                   (['--tf32'], dict(action='store_true', help='allow TF32 on CUDA (TF: float32)')),
                   (['--img_size'], dict(type=int, choices=IMG_SIZES, default=IMG_SIZE, help=(
                       'image side: 64 (dataset.py), or 128 with one more layer a network'))))
-    model = flags((['--model_dir'], dict(default='train_log/model', help='its newest checkpoint')),
+    model = flags((['--model_dir'], dict(default='train_log/model', help=(
+        'the newest checkpoint in this folder (or its model/)'))),
                   (['--ckpt'], dict(help='a checkpoint file (instead of --model_dir)')))
 
     def command(name, func, help, parents=()):
@@ -1096,21 +1116,28 @@ def build_parser():
     add = command('train', train, 'train on CelebA or two folders (train.py)',
                   [attr, data, device, workers, speed])
     add('--exp_dir', default='train_log', help='model/, logs/ and sample_img/ go here')
-    for flag, default in (('max_iter', MAX_ITER), ('batch_size', BATCH_SIZE), ('d_burst', D_BURST),
-                          ('d_burst_every', D_BURST_EVERY), ('save_every', SAVE_EVERY),
-                          ('sample_every', SAMPLE_EVERY), ('log_every', LOG_EVERY)):
-        add(f'--{flag}', type=at_least(1), default=default, help='train.py, dataset.py')
-    add('--seed', type=int, default=0, help='sampler and weight seed')
-    add('--lr', type=float, default=LEARNING_RATE, help='dataset.py')
-    add('--second_ratio', type=float, default=SECOND_RATIO, help='dataset.py')
+    for flag, default, what in (
+            ('max_iter', MAX_ITER, 'iterations to train (dataset.py: max_iter)'),
+            ('batch_size', BATCH_SIZE, 'faces of each set in a step (dataset.py: nhwc)'),
+            ('d_burst', D_BURST, 'critic steps in a burst iteration (train.py: d_num)'),
+            ('d_burst_every', D_BURST_EVERY, 'a burst every N iterations, else 1 (train.py)'),
+            ('save_every', SAVE_EVERY, 'model_ITER.pt and latest.pt every N iterations (train.py)'),
+            ('sample_every', SAMPLE_EVERY, 'sample_img/ rows every N iterations (train.py)'),
+            ('log_every', LOG_EVERY, 'losses to logs/ every N iterations (train.py)')):
+        add(f'--{flag}', type=at_least(1), default=default, help=what)
+    add('--seed', type=int, default=0, help='seed of the initial weights and of the sampling')
+    add('--lr', type=float, default=LEARNING_RATE, help='learning rate of G and D (dataset.py)')
+    add('--second_ratio', type=float, default=SECOND_RATIO,
+        help='share of the code\'s channels that is the attribute x (dataset.py)')
     add('--clip_after_update', action='store_true',
         help='clip the critics after their update (TF clips first; the parity numbers after)')
     add('--keep', type=at_least(1), default=KEEP_CHECKPOINTS,
-        help='model_*.pt kept, as tf.train.Saver')
+        help='newest model_*.pt kept, older deleted (tf.train.Saver\'s max_to_keep)')
     add('--partition', choices=('all', 'train'), default='all',
         help='all rows (train.py), or the train rows of list_eval_partition (or trainA/B)')
     add('--resume', action='store_true', help='continue from EXP_DIR/model/latest.pt')
     add('--skip_bad', action='store_true', help='train without images that are unreadable')
+    add('--deterministic', action='store_true', help='deterministic kernels: exact resume on CUDA')
 
     for mode, help_text in (('swap', 'swap an attribute between two faces'),
                             ('interpolation', 'scale an attribute: interpolation.jpg'),
@@ -1304,16 +1331,19 @@ def bench(args):
     sampler_A = Sampler(images, range(0, 4 * bs), bs, 0, device)
     sampler_B = Sampler(images, range(4 * bs, 8 * bs), bs, 1, device)
 
+    def sync():                              # CPU work is done when its call returns
+        if device.type != 'cpu':
+            getattr(torch, device.type).synchronize(*[device] if device.type == 'cuda' else [])
+
     def iteration():                         # train.py's loop body with d_num = 1
         trainer.d_step(sampler_A.draw(), sampler_B.draw())
         trainer.g_step(sampler_A.draw(), sampler_B.draw())
-        if device.type != 'cpu':
-            getattr(torch, device.type).synchronize()
+        sync()
 
     with FlopCounterMode(display=False) as counter:
         iteration()                          # also the warm-up
     sec = seconds(iteration, args.iters)
-    sampler_rate = bs / seconds(sampler_A.draw, 50)
+    sampler_rate = bs / seconds(lambda: (sampler_A.draw(), sync()), 50)
     face = np.random.default_rng(0).integers(0, 256, (687, 409, 3), np.uint8)
     landmarks = [165, 184, 244, 176, 196, 249, 194, 271, 266, 260]
     align_rate = 1 / seconds(lambda: cv2.imencode('.jpg', align_face_5p(face, landmarks)), 50)

@@ -580,6 +580,7 @@ def test_demo_commands_write_official_sizes(toy, trained, tmp_path):
     common = ['--model_dir', str(trained / 'model'), '--out_dir', str(tmp_path / 'out')]
     assert G.main(['swap', '-i', faces[0], '-t', faces[1], *common]) == 0
     assert G.main(['interpolation', '-i', faces[0], '-t', faces[1], '-n', '3', *common]) == 0
+    common[1] = str(trained)                    # the experiment folder: its model/ is used
     assert G.main(['matrix', '-i', faces[0], '--targets', *faces[1:5], '-s', '2', '4', *common]) == 0
     sizes = {name: G.Image.open(tmp_path / 'out' / name).size
              for name in ('out1.jpg', 'out2.jpg', 'interpolation.jpg', 'four_matrix.jpg')}
@@ -1072,6 +1073,17 @@ def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(toy, tm
     assert not list((exp / 'model').glob('*.tmp'))
 
 
+def test_deterministic_changes_nothing_on_cpu(toy, trained, tmp_path):
+    try:
+        assert G.main(train_args(toy, tmp_path / 'det', 1, *EXACT, '--deterministic')) == 0
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a, b = load(trained / 'model/model_000000.pt'), load(tmp_path / 'det/model/latest.pt')
+    assert a['iter'] == b['iter'] == 1 and a['config']['deterministic'] is False
+    assert all(torch.equal(a['model'][k], b['model'][k]) for k in a['model'])
+
+
 def test_sigint_saves_latest_and_exits_0(toy, trained, tmp_path, monkeypatch, capsys):
     import signal
     log = G.MetricsLog.log
@@ -1390,6 +1402,10 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
     train = ['train', '--batch_size', '2']
     cases = [
         ([*train, '--data_dir', str(tmp_path / 'nowhere'), '--exp_dir', exp], 'data directory not found'),
+        ([*train, '--exp_dir', exp], 'datasets/celebA; pass --data_dir (CelebA or two folders), or '
+                                     'draw a toy set: python genegan.py toy --out datasets/toy'),
+        ([*train, '--data_dir', toy, '--exp_dir', exp, '-a', 'Smilling'], 'did you mean Smiling? (case'),
+        ([*train, '--data_dir', toy, '--exp_dir', exp, '-a', 'smiling'], 'did you mean Smiling? (case'),
         ([*train, '--data_dir', no_attr, '--exp_dir', exp], 'list_attr_celeba.txt (or .csv) not found'),
         ([*train, '--data_dir', csv_no_header, '--exp_dir', exp], 'expected the header "image_id'),
         ([*train, '--data_dir', no_partition, '--exp_dir', exp, '--partition', 'train'],
@@ -1430,7 +1446,10 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         ([*evaluate, '--data_dir', bad_clf], 'classifier_Smiling_64x64.pt is truncated or damaged'),
         ([*evaluate, '--data_dir', not_clf], 'but not a genegan-pytorch-classifier/1 file'),
         ([*evaluate, '--data_dir', evil_clf], 'refused to load'),
-        ([*demo, '--model_dir', str(tmp_path / 'no_models')], 'no checkpoint in'),
+        ([*evaluate, '--data_dir', str(tmp_path / 'nowhere')], 'or draw a toy set: python genegan.py toy'),
+        ([*evaluate, '--data_dir', toy, '-a', 'eyeglasses'], 'did you mean Eyeglasses? (case matters)'),
+        ([*demo, '--model_dir', str(tmp_path / 'no_models')], 'or its model/ (train first: python '
+                                                               'genegan.py train --exp_dir DIR'),
         (['swap', '-i', str(tmp_path / 'nope.jpg'), '-t', face, '--ckpt', good], 'image not found'),
         (['swap', '-i', face, '-t', str(tmp_path / 'notimage.jpg'), '--ckpt', good], 'not a readable image'),
         (['swap', '-i', str(tmp_path / 'big.png'), '-t', face, '--ckpt', good], 'too large to decode'),
@@ -1447,6 +1466,7 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
          "--attr 'Wings'"),
     ]
     monkeypatch.setattr(G.Image, 'MAX_IMAGE_PIXELS', 50000)   # 256x256 passes, 400x400 is refused
+    monkeypatch.chdir(tmp_path)                 # train's default --data_dir is relative
     for argv, message in cases:
         capsys.readouterr()
         try:
@@ -1472,7 +1492,15 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and err.startswith('error: ') and message in err and '\n' not in err
         assert list(os.walk(data_dir)) == before, 'nothing written'
-    assert len(cases) + 6 == 50
+    def no_backend(*args):                      # a compiler backend that fails on the first step
+        raise RuntimeError('no triton')
+    with monkeypatch.context() as m:
+        m.setattr(G.Trainer, 'd_step', no_backend)
+        assert G.main([*train, '--data_dir', toy, '--exp_dir', exp, '--compile']) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == ("error: --compile failed on cpu "
+                                                        "(RuntimeError('no triton')); run without --compile")
+    assert not os.path.exists(os.path.join(exp, 'model', 'latest.pt'))
+    assert len(cases) + 6 == 55
 
 
 def test_errors_reach_the_shell_without_traceback(tmp_path):
