@@ -792,6 +792,7 @@ def test_align_own_photos_as_the_in_the_wild_route(toy, tmp_path, capsys):
     (tmp_path / 'ghost.csv').write_text('\n'.join(rows + ['ghost.png' + rows[2][6:]]))
     (tmp_path / 'short.csv').write_text('\n'.join(rows[:3]))
     (tmp_path / 'nine.txt').write_text('p0.png' + ' 7' * 9 + '\n')
+    (tmp_path / 'empty').mkdir()
     lm = ','.join(map(str, landmarks[4]))
     mouth_first = ','.join(map(str, np.reshape(landmarks[4], (5, 2))[[3, 4, 2, 0, 1]].ravel()))
     for argv, message in (
@@ -805,6 +806,8 @@ def test_align_own_photos_as_the_in_the_wild_route(toy, tmp_path, capsys):
             (['--image', photo, '--landmarks', lm, '--out', photo], 'must be a .jpg name other than'),
             (['--image', str(tmp_path / 'nope.jpg'), '--landmarks', lm], 'image not found'),
             (['--images', str(photos), '--landmarks', str(tmp_path / 'lm.csv')], 'needs --out_dir'),
+            (['--images', str(photos), '--out_dir', str(photos)], 'must be another folder than'),
+            (['--images', str(tmp_path / 'empty'), '--out_dir', 'x'], 'no images in'),
             (['--images', str(tmp_path / 'none'), '--landmarks', lm, '--out_dir', 'x'], 'not found'),
             (['--images', str(photos), '--landmarks', str(tmp_path / 'bad.csv'), '--out_dir',
               str(tmp_path / 'x')], 'bad.csv:2: values must be numbers'),
@@ -824,7 +827,7 @@ def test_align_own_photos_as_the_in_the_wild_route(toy, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and err.startswith('error: ') and message in err, (argv, err)
         assert '\n' not in err
-    assert sorted(os.listdir(tmp_path)) == ['all', 'bad.csv', 'ghost.csv', 'lm.csv', 'me.jpg',
+    assert sorted(os.listdir(tmp_path)) == ['all', 'bad.csv', 'empty', 'ghost.csv', 'lm.csv', 'me.jpg',
                                             'nine.txt', 'photos', 'png', 'short.csv', 'twice.csv']
 
 
