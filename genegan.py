@@ -235,7 +235,8 @@ def build_cache(data, cache, size, fingerprint, num_workers):
                 shape=(len(data.paths), size, size, 3))
             jobs = [(path, data.size, size) for path in data.paths]
             results = pool.imap(_cache_one, jobs, chunksize=64) if pool else map(_cache_one, jobs)
-            for i, (img, why) in enumerate(tqdm(results, total=len(jobs), desc=f'cache {size}')):
+            bar = tqdm(results, total=len(jobs), desc=f'cache {size}x{size}')
+            for i, (img, why) in enumerate(bar):
                 if why is None:
                     images[i] = img
                 else:
