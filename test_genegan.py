@@ -602,11 +602,15 @@ def test_demo_uses_the_checkpoint_config(toy, trained, tmp_path):
 
 def test_128_trains_resumes_exactly_and_serves_demos_and_eval(toy, trained, tmp_path, capsys,
                                                               monkeypatch):
-    size = ('--img_size', '128', *EXACT)
-    assert G.main(train_args(toy, tmp_path / 'ref', 2, *size)) == 0
-    assert G.main(train_args(toy, tmp_path / 'got', 1, *size)) == 0
-    assert G.main(train_args(toy, tmp_path / 'got', 2, *size, '--resume')) == 0
-    assert_same_run(tmp_path / 'ref', tmp_path / 'got')
+    size = ('--img_size', '128', *EXACT, *NO_BURST)
+    ref, got = tmp_path / 'ref', tmp_path / 'got'
+    assert G.main(train_args(toy, ref, 2, *size)) == 0
+    for name in ('model_000000.pt', 'latest.pt'):       # the run as it was after iteration 0
+        link(ref / 'model' / 'model_000000.pt', got / 'model' / name)
+    (got / 'logs').mkdir()
+    shutil.copy(ref / 'logs' / 'metrics.jsonl', got / 'logs')    # resume drops iteration 1's line
+    assert G.main(train_args(toy, got, 2, *size, '--resume')) == 0
+    assert_same_run(ref, got)
     ckpt = load(tmp_path / 'ref/model/latest.pt')
     assert ckpt['config']['img_size'] == 128 and ckpt['model']['splitter.conv4.W'].shape[0] == 512
     images, _, _ = G.load_cache(G.load_dataset(toy), size=128)       # beside the 64x64 cache
@@ -624,13 +628,11 @@ def test_128_trains_resumes_exactly_and_serves_demos_and_eval(toy, trained, tmp_
              for name in ('out1.jpg', 'out2.jpg', 'interpolation.jpg', 'four_matrix.jpg')}
     assert sizes == {'out1.jpg': (128, 128), 'out2.jpg': (128, 128),
                      'interpolation.jpg': (128 * 4, 128), 'four_matrix.jpg': (128 * 6, 128 * 2)}
-    data = tmp_path / 'data'
-    copy_toy(toy, data)
     monkeypatch.setattr(G, 'CLASSIFIER_BN_BATCHES', 2)
-    assert G.main(eval_args(str(data), tmp_path / 'ref', tmp_path / 'e.json', '--clf_steps', '1')) == 0
+    assert G.main(eval_args(toy, tmp_path / 'ref', tmp_path / 'e.json', '--clf_steps', '1')) == 0
     assert json.loads((tmp_path / 'e.json').read_text())['iter'] == 2
-    clf = G.load_checkpoint(str(data / 'classifier_Smiling_128x128.pt'), 'cpu', G.CLASSIFIER_FORMAT,
-                            ('attribute', 'key', 'model'))
+    clf = G.load_checkpoint(os.path.join(toy, 'classifier_Smiling_128x128.pt'), 'cpu',
+                            G.CLASSIFIER_FORMAT, ('attribute', 'key', 'model'))
     assert clf['model']['conv5.W'].shape == (512, 512, 4, 4)
     old = load(trained / 'model/latest.pt')          # written before 128 existed: read as 64
     del old['config']['img_size']
