@@ -567,7 +567,7 @@ def cli(argv=None):
     parser.add_argument('--landmarks', help='with --image: 10 comma-separated pixel coordinates; '
                         'with --images: a file of "name x1 y1 ... x5 y5" rows (.txt or .csv). '
                         'Order: left eye, right eye, nose tip, left and right mouth corner')
-    parser.add_argument('--face', type=int, default=1,
+    parser.add_argument('--face', type=int, default=1, metavar='K',
                         help='with --image, no --landmarks: take the K-th face found (default 1)')
     parser.add_argument('--preview', help='with --image: also write the photo with the faces found '
                         'and the five points drawn (.jpg or .png)')
