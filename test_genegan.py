@@ -914,22 +914,25 @@ def test_align_finds_the_face_and_its_points(toy, tmp_path, capsys, monkeypatch)
     capsys.readouterr()
     before = sorted(os.listdir(tmp_path))
     align.cv2.imwrite(str(photos / 'blank.png'), np.full((120, 120, 3), 128, np.uint8))
+    def no_dlib(m):
+        m.setitem(align.sys.modules, 'dlib', None)
+
+    def no_model_files(m):
+        m.setattr(align.importlib.util, 'find_spec', lambda name: None)
     for argv, message, patch in (
             (['--image', str(photos / 'blank.png')], 'no face found in', None),
             (['--image', two, '--face', '3'], '--face 3: ' + two + ' has 2 face(s) found', None),
             (['--image', photo], 'finding faces needs dlib, which is not installed: pip install dlib-bin',
-             ('sys.modules', {'dlib': None})),
+             no_dlib),
             (['--images', str(photos), '--out_dir', 'x'], 'the model files of face-recognition-models',
-             ('importlib.util.find_spec', lambda name: None))):
+             no_model_files)):
         with monkeypatch.context() as m:
             m.setattr(align, '_finder', None)
-            if patch and patch[0] == 'sys.modules':
-                m.setitem(align.sys.modules, 'dlib', None)
-            elif patch:
-                m.setattr(align.importlib.util, 'find_spec', patch[1])
+            if patch:
+                patch(m)
             with pytest.raises(SystemExit) as exit_:
                 align.cli(argv)
-            if patch and patch[0] == 'sys.modules':        # points given: no dlib needed
+            if patch is no_dlib:                    # points given: no dlib needed
                 align.cli(['--image', photo, '--landmarks', line.split()[1], '--out', 'nodlib.jpg'])
         err = capsys.readouterr().err.strip()
         assert exit_.value.code == 2 and err.startswith('error: ') and message in err, (argv, err)

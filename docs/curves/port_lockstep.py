@@ -26,14 +26,7 @@ import torch
 
 sys.path.insert(0, os.getcwd())
 import genegan as G  # noqa: E402
-
-BURSTS, ITERS, SAMPLE = {0: 100, 10: 100}, 16, 4096
-PHASES = ('first burst', 'between', 'second burst', 'after')
-
-
-def phase_of(i):
-    return PHASES.index('first burst' if i == 0 else 'second burst' if i == 10 else
-                        'between' if i < 10 else 'after')
+from lockstep_schedule import BURSTS, ITERS, PHASES, SAMPLE, phase_of  # noqa: E402
 
 
 def replay(record, images, data_dir):

@@ -6,36 +6,24 @@ beside the project, in its own venv with TensorFlow (see docs/curves/README.md).
     python docs/curves/tf_lockstep.py ... --init a.npz --out b.npz          # the same run again
     python docs/curves/tf_lockstep.py ... --init a.npz --nudge --out e.npz  # weights 1 ulp apart
 
-The schedule (train.py's loop, shortened): iteration 0 and iteration 10 are critic bursts of 100
-D steps; every other iteration, 1 to 15, is 1 D step; each iteration ends with 1 G step: 214 D
-and 16 G steps. A D step is train.py's combined sess.run([d_opt, loss_D, clip_d]), or with
---clip_after sess.run([d_opt, loss_D]) and then sess.run(clip_d), the order the parity numbers
-were recorded in. The record (.npz): the initial weights (init/NAME, every model variable in TF
-names and layouts; from --init, or the seeded initialiser), the rows of the toy cache of every
-step's Ax and Be (rows), every step's loss (loss_D, loss_G), the critics' outputs on a fixed probe
-batch after every iteration (probe; BatchNorm in training mode, as train.py computes them, moving
-statistics untouched), a sample of every variable at the end of each phase (phase/K/NAME, the
-first 4096 values), and the final weights (final/NAME).
+The schedule is lockstep_schedule.py's. A D step is train.py's combined
+sess.run([d_opt, loss_D, clip_d]), or with --clip_after sess.run([d_opt, loss_D]) and then
+sess.run(clip_d), the order the parity numbers were recorded in. The record (.npz): the initial
+weights (init/NAME, every model variable in TF names and layouts; from --init, or the seeded
+initialiser), the rows of the toy cache of every step's Ax and Be (rows), every step's loss
+(loss_D, loss_G), the critics' outputs on a fixed probe batch after every iteration (probe;
+BatchNorm in training mode, as train.py computes them, moving statistics untouched), a sample of
+every variable at the end of each phase (phase/K/NAME, the first SAMPLE values), and the final
+weights (final/NAME).
 """
 import argparse
 import time
 
 import numpy as np
 
+from lockstep_schedule import BURSTS, ITERS, SAMPLE, phase_of
 from tf_official import official_model, tf
 from tf_train import Sampler, read_sets
-
-BURSTS = {0: 100, 10: 100}   # iteration: D steps
-ITERS = 16
-PHASES = ('first burst', 'between', 'second burst', 'after')
-SAMPLE = 4096
-
-
-def phase_of(i, j):
-    """The phase of D step j of iteration i (the G step of an iteration belongs to it too)."""
-    if i in BURSTS:
-        return PHASES.index('first burst' if i == 0 else 'second burst')
-    return PHASES.index('between' if i < 10 else 'after')
 
 
 def main():
@@ -85,7 +73,7 @@ def main():
                 model.Be: images[rows[step, 1]].astype(np.float32), model.g_lr: lr, model.d_lr: lr}
 
     for i in range(ITERS):                      # train.py: run, with the schedule above
-        for j in range(BURSTS.get(i, 1)):
+        for _ in range(BURSTS.get(i, 1)):
             if args.clip_after:
                 loss_D.append(sess.run([model.d_opt, model.loss_D], feed_dict=feed())[1])
                 sess.run(model.clip_d)
@@ -96,9 +84,9 @@ def main():
         loss_G.append(sess.run([model.g_opt, model.loss_G], feed_dict=feed())[1])
         step += 1
         probes.append(np.concatenate(sess.run([model.real_Ax, model.real_Be], feed_dict=probe)))
-        if i + 1 == ITERS or phase_of(i + 1, 0) != phase_of(i, 0):
+        if i + 1 == ITERS or phase_of(i + 1) != phase_of(i):
             values = sess.run(names)
-            record.update({f'phase/{phase_of(i, 0)}/{k}': v.ravel()[:SAMPLE]
+            record.update({f'phase/{phase_of(i)}/{k}': v.ravel()[:SAMPLE]
                            for k, v in values.items()})
     record.update({f'final/{k}': v for k, v in sess.run(names).items()})
     np.savez(args.out, rows=rows, loss_D=np.array(loss_D), loss_G=np.array(loss_G),
