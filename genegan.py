@@ -16,6 +16,7 @@ import io
 import json
 import os
 import pickle
+import platform
 import re
 import signal
 import sys
@@ -325,7 +326,8 @@ class FC(nn.Module):
         self.b = nn.Parameter(torch.zeros(out_dim))
 
     def forward(self, X):
-        return torch.addmm(self.b, X, self.W)
+        with torch.autocast(X.device.type, enabled=False):     # --bf16: the critic's output
+            return torch.addmm(self.b, X.float(), self.W)     # of order 1e-2 stays float32
 
 def leaky_relu(X):
     return F.leaky_relu_(X, LEAKY_SLOPE)
@@ -538,14 +540,20 @@ class TFRMSProp(torch.optim.Optimizer):
 class Trainer:
     """The two update ops of model.py (d_opt + clip_d, g_opt) as train.py runs them. Each step
     takes float32 NCHW batches in [0, 255] and returns its losses (0-dim tensors, no host sync)
-    on the weights it trains."""
-    def __init__(self, model, lr=LEARNING_RATE, clip_after_update=False):
-        self.model = model
+    on the weights it trains. bf16 (--bf16, not the TF code's): the networks' forward and
+    backward under autocast to bfloat16; the losses from float32 copies of their outputs."""
+    def __init__(self, model, lr=LEARNING_RATE, clip_after_update=False, bf16=False):
+        self.model, self.bf16 = model, bf16
         self.g_params = [p for _, p in g_var_list(model)]
         self.d_params = d_var_list(model)
         self.g_opt = TFRMSProp(self.g_params, lr)
         self.d_opt = TFRMSProp(self.d_params, lr)
         self.clip_after_update = clip_after_update
+
+    def forward(self, Ax, Be, train_G=True):
+        with torch.autocast(Ax.device.type, torch.bfloat16, enabled=self.bf16):
+            t = build_model(self.model, Ax, Be, train_G)
+        return {k: v.float() for k, v in t.items()}
 
     @torch.no_grad()
     def clip_d(self):
@@ -558,7 +566,7 @@ class Trainer:
         # waits for nothing), then the update: the weights end up to one update beyond the bound.
         if not self.clip_after_update:
             self.clip_d()
-        loss = D_loss(build_model(self.model, Ax, Be, train_G=False))
+        loss = D_loss(self.forward(Ax, Be, train_G=False))
         self.d_opt.zero_grad(set_to_none=True)
         loss['loss_D'].backward(inputs=self.d_params)
         self.d_opt.step()
@@ -567,7 +575,7 @@ class Trainer:
         return {k: v.detach() for k, v in loss.items()}
 
     def g_step(self, Ax, Be):
-        t = build_model(self.model, Ax, Be)
+        t = self.forward(Ax, Be)
         loss = G_loss(self.model, Ax, Be, t)
         self.g_opt.zero_grad(set_to_none=True)
         # inputs= keeps autograd from computing critic weight gradients nobody uses.
@@ -576,9 +584,10 @@ class Trainer:
         return {k: v.detach() for k, v in loss.items()}
 
 # ---- devices, checkpoints, logs ------------------------------------------------------------------
-def pick_device(name='auto', tf32=False, deterministic=False):
+def pick_device(name='auto', tf32=False, deterministic=False, bf16=False):
     """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does: TF32 is
-    off on CUDA unless asked for. deterministic: PyTorch's reproducibility recipe, no autotuning."""
+    off on CUDA unless asked for. deterministic: PyTorch's reproducibility recipe, no autotuning.
+    bf16: refused where the GPU lacks native bfloat16; said where the CPU lacks it."""
     available = [d for d, ok in (('mps', torch.backends.mps.is_available()),
                                  ('cuda', torch.cuda.is_available()), ('cpu', True)) if ok]
     if name != 'auto' and name.split(':')[0] not in available:
@@ -592,7 +601,24 @@ def pick_device(name='auto', tf32=False, deterministic=False):
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
+    native = bf16 and bf16_native(device)
+    if bf16 and device.type != 'cpu' and not native:
+        raise UserError(f'--bf16: {device} has no native bfloat16 (CUDA needs compute capability '
+                        f'8.0 or later, MPS macOS 14 or later); run without --bf16')
+    if bf16:
+        print(f'--bf16: native bfloat16 on {device}: ' + {True: 'yes', None: 'unknown (not x86)',
+              False: 'no, and it may run slower than float32'}[native], file=sys.stderr)
     return device
+
+def bf16_native(device):
+    """CUDA's own check; MPS from macOS 14; on x86 CPUs AVX512_BF16 or AMX (PyTorch's private
+    helpers: its public get_cpu_capability names no bf16). None on other CPUs: PyTorch cannot tell."""
+    if device.type != 'cpu':
+        return (torch.cuda.is_bf16_supported(including_emulation=False) if device.type == 'cuda'
+                else torch.backends.mps.is_macos_or_newer(14, 0))
+    if platform.machine().lower() in ('x86_64', 'amd64'):
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return None
 
 def atomic_write(paths, data):
     """Write bytes to each path through a temp file of this process's own, fsync and rename: a
@@ -639,8 +665,9 @@ def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_K
     missing = [key for key in keys if key not in ckpt]
     if missing:
         raise UserError(f'{path} lacks {", ".join(missing)} (not written by genegan.py?)')
-    if 'config' in keys:                        # written before 128x128 existed: 64x64
+    if 'config' in keys:                        # written before 128x128 and --bf16 existed
         ckpt['config'].setdefault('img_size', IMG_SIZE)
+        ckpt['config'].setdefault('bf16', False)
     return ckpt
 
 def load_model(args, device):
@@ -763,7 +790,8 @@ def require_same_config(ckpt, path, args, *keys):
         saved = config.get(key, getattr(args, key))   # older checkpoints lack 'data'
         if saved != getattr(args, key):
             fix = (f'--data_dir {config["data_dir"]} --attribute {config["attribute"]}'
-                   if key == 'data' else f'--{key} {saved}')
+                   if key == 'data' else f'--{key} {saved}' if saved not in (True, False)
+                   else f'{"" if saved else "no "}--{key}')
             raise UserError(f'{path} was trained with {key} {saved!r}, not '
                             f'{getattr(args, key)!r}: pass {fix}')
 
@@ -773,7 +801,7 @@ def non_finite(named):
     return None if finite.all() else list(named)[int((~finite).nonzero()[0])]
 
 def train(args):
-    device = pick_device(args.device, args.tf32, args.deterministic)
+    device = pick_device(args.device, args.tf32, args.deterministic, args.bf16)
     data = load_dataset(args.data_dir, args.attribute, args.partition == 'train')
     args.attribute, args.data = data.attribute, data.identity()     # recorded in the config
     held = ({i for i, p in enumerate(data.partition) if p != PARTITIONS['train']}   # val, test
@@ -786,7 +814,7 @@ def train(args):
             raise UserError(f'--resume: no checkpoint at {latest}')
         ckpt = load_checkpoint(latest, device)
         require_same_config(ckpt, latest, args, 'data', 'second_ratio', 'partition', 'attribute',
-                            'img_size')
+                            'img_size', 'bf16')
     elif os.path.exists(latest):
         raise UserError(f'{args.exp_dir} already holds a run ({latest}); '
                         f'pass --resume to continue it, or choose another --exp_dir')
@@ -802,7 +830,7 @@ def train(args):
 
     torch.manual_seed(args.seed)
     model = prepare_for_training(GeneGAN(args.second_ratio, args.img_size), device, args.compile)
-    trainer = Trainer(model, args.lr, args.clip_after_update)
+    trainer = Trainer(model, args.lr, args.clip_after_update, args.bf16)
     state = dict(model=model, g_opt=trainer.g_opt, d_opt=trainer.d_opt,
                  sampler_A=sampler_A, sampler_B=sampler_B)       # what a checkpoint holds
     start = ckpt['iter'] if ckpt else 0
@@ -1103,6 +1131,8 @@ def build_parser():
     device = flags((['--device'], dict(default='auto', help='auto (mps, cuda, cpu), or a name')))
     speed = flags((['--compile'], dict(action='store_true', help='torch.compile the 4 networks')),
                   (['--tf32'], dict(action='store_true', help='allow TF32 on CUDA (TF: float32)')),
+                  (['--bf16'], dict(action='store_true', help=(
+                      'networks in bfloat16 (autocast), weights and losses float32 (TF: float32)'))),
                   (['--img_size'], dict(type=int, choices=IMG_SIZES, default=IMG_SIZE, help=(
                       'image side: 64 (dataset.py), or 128 with one more layer a network'))))
     model = flags((['--model_dir'], dict(default='train_log/model', help=(
@@ -1324,9 +1354,10 @@ def seconds(work, n):
 
 def bench(args):
     from torch.utils.flop_counter import FlopCounterMode
-    device = pick_device(args.device, args.tf32)
+    device = pick_device(args.device, args.tf32, bf16=args.bf16)
     torch.manual_seed(0)
-    trainer = Trainer(prepare_for_training(GeneGAN(img_size=args.img_size), device, args.compile))
+    trainer = Trainer(prepare_for_training(GeneGAN(img_size=args.img_size), device, args.compile),
+                      bf16=args.bf16)
     bs, size = args.batch_size, args.img_size
     images = np.random.default_rng(0).integers(0, 256, (8 * bs, size, size, 3), np.uint8)
     sampler_A = Sampler(images, range(0, 4 * bs), bs, 0, device)
@@ -1349,7 +1380,8 @@ def bench(args):
     landmarks = [165, 184, 244, 176, 196, 249, 194, 271, 266, 260]
     align_rate = 1 / seconds(lambda: cv2.imencode('.jpg', align_face_5p(face, landmarks)), 50)
     print(f'device: {device} ({torch.get_num_threads()} CPU threads), batch {bs}, '
-          f'{args.iters} timed iterations after 1 warm-up, {size}x{size}')
+          f'{args.iters} timed iterations after 1 warm-up, {size}x{size}, '
+          f'{"bfloat16" if args.bf16 else "float32"}')
     print(f'train iteration (D step + clip + G step): {sec:.3f} s (median)')
     print(f'sampler ({size}x{size} cache -> device): {sampler_rate:.0f} images/s')
     print(f'align.py per-image work (warp + JPEG encode), one process: {align_rate:.0f} images/s')
