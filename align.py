@@ -26,6 +26,7 @@ import glob
 import importlib.util
 import os
 import sys
+import warnings
 from collections import Counter
 from multiprocessing import Pool
 
@@ -116,7 +117,8 @@ def read_image(path, size=None):
     if not os.path.isfile(path):
         raise UserError(f'image not found: {path}')
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)   # read up to the limit
             img = np.asarray(im.convert('RGB'))
     except Image.DecompressionBombError:
         raise UserError(f'{path}: too large to decode safely '
@@ -323,6 +325,9 @@ def folder_jobs(image_dir, landmark_file, out_dir):
 DLIB_PIP = 'pip install dlib-bin==20.0.1.post1 face-recognition-models==0.3.0'
 STRONG_FACE = 0.5       # faces scoring at least this are taken largest first, the rest by score
 MAX_FIT_RESIDUAL = 0.5  # fit_residual: toy faces <= 0.01, detected <= 0.29, x and y swapped >= 0.74
+SEARCH_SIDE = {'HOG': 2048, 'CNN': 512}  # longer side of each detector's copy: README, "photos"
+MIN_FACE = 40           # pixels: HOG's 80-pixel window at one upsampling; smaller faces go unseen
+DETECT_WORKERS = 4      # a 48 MP photo's search peaks near 1.5 GB: 4 workers fit in 8 GB
 FOUND_LANDMARKS = 'landmarks.txt'
 
 
@@ -348,30 +353,49 @@ def dlib_models():
 class FaceFinder:
     """dlib's HOG face detector (one upsampling), its CNN detector where HOG finds no face, and
     its 68-point shape predictor, from which CelebA's five points are taken (0-based: the means of
-    36-41 and 42-47, the nose tip 30, the mouth corners 48 and 54), as FFHQ's alignment does."""
+    36-41 and 42-47, the nose tip 30, the mouth corners 48 and 54), as FFHQ's alignment does.
+    Each detector searches a copy no longer than its SEARCH_SIDE (photos within it: the photo
+    itself), so that time and memory are bounded whatever the photo's size; the boxes are mapped
+    back and the points found on the full photo. Above a bound the scores and order are the copy's."""
     def __init__(self):
-        dlib, (cnn, predictor) = dlib_models()
-        self.hog = dlib.get_frontal_face_detector()
-        self.cnn = dlib.cnn_face_detection_model_v1(cnn)
-        self.predictor = dlib.shape_predictor(predictor)
+        self.dlib, (cnn, predictor) = dlib_models()
+        self.hog = self.dlib.get_frontal_face_detector()
+        self.cnn = self.dlib.cnn_face_detection_model_v1(cnn)
+        self.predictor = self.dlib.shape_predictor(predictor)
 
-    def __call__(self, bgr):
-        """The faces of a photo as (box (left, top, right, bottom), score, detector, 5x2
+    def __call__(self, bgr, name):
+        """The faces of photo NAME as (box (left, top, right, bottom), score, detector, 5x2
         points), in the order they are offered: a score of STRONG_FACE or more by size, largest
         first, then the rest by score (HOG also fires, weakly, on badges and patterns)."""
+        h, w = bgr.shape[:2]
+        if min(h, w) < MIN_FACE:
+            raise UserError(f'{name}: no face: the image is {w} x {h} pixels, and a face takes at '
+                            f'least {MIN_FACE} x {MIN_FACE}')
         rgb = np.ascontiguousarray(bgr[..., ::-1])
-        boxes, scores, _ = self.hog.run(rgb, 1, 0.0)
-        found = [(box, score, 'HOG') for box, score in zip(boxes, scores)]
-        if not found:   # the CNN finds faces HOG misses (10 of 60 toy photos), 4-10 s each here
-            found = [(d.rect, d.confidence, 'CNN') for d in self.cnn(rgb, 1)]
+        found = self.search(rgb, 'HOG', lambda img: zip(*self.hog.run(img, 1, 0.0)[:2]))
+        if not found:   # the CNN finds faces HOG misses (10 of 60 toy photos)
+            found = self.search(rgb, 'CNN', lambda img: [(d.rect, d.confidence)
+                                                         for d in self.cnn(img, 1)])
         found.sort(key=lambda f: (0, -f[0].area()) if f[1] >= STRONG_FACE else (1, -f[1]))
         faces = []
-        for box, score, detector in found:
+        for box, score, detector, (sx, sy) in found:
+            box = self.dlib.rectangle(*(round(v / s) for v, s in zip(
+                (box.left(), box.top(), box.right(), box.bottom()), (sx, sy, sx, sy))))
             p = np.array([(q.x, q.y) for q in self.predictor(rgb, box).parts()], np.float64)
             five = np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
             faces.append(((box.left(), box.top(), box.right(), box.bottom()), score, detector,
                           np.array(points_text(five).split(','), np.float64).reshape(5, 2)))
         return faces
+
+    def search(self, rgb, detector, detect):
+        """detect() on the copy: [(box on the copy, score, detector, copy/photo scales)]."""
+        h, w = rgb.shape[:2]
+        scale = min(1.0, SEARCH_SIDE[detector] / max(h, w))
+        size = (round(w * scale), round(h * scale))
+        img = rgb if scale == 1 else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        if min(img.shape[:2]) < MIN_FACE:       # dlib's CNN crashes on slivers
+            return []
+        return [(box, score, detector, (size[0] / w, size[1] / h)) for box, score in detect(img)]
 
 
 def points_text(lm):
@@ -413,15 +437,22 @@ def face_finder():
     return _finder
 
 
-def find_points(path):
-    """One photo of a folder, in a worker: (its first face's points, None) or (None, why)."""
+def read_photo(path):
+    """A photo as work() reads it (OpenCV: EXIF orientation applied), after read_image's checks,
+    so that a missing, unreadable or too large photo is one line."""
+    read_image(path)
     bgr = cv2.imread(path)
     if bgr is None:
-        return None, f'{path}: missing or not a readable image'
-    faces = face_finder()(bgr)
-    if not faces:
-        return None, f'{path}: no face found (give its points in a landmark file)'
+        raise UserError(f'{path}: OpenCV cannot read this image; convert it to JPEG or PNG')
+    return bgr
+
+
+def find_points(path):
+    """One photo of a folder, in a worker: (its first face's points, None) or (None, why)."""
     try:
+        faces = face_finder()(read_photo(path), path)
+        if not faces:
+            return None, f'{path}: no face found (give its points in a landmark file)'
         check_fit(faces[0][3], path)
     except UserError as err:
         return None, str(err)
@@ -446,7 +477,7 @@ def found_jobs(image_dir, out_dir, num_workers):
     failed = []
     os.makedirs(out_dir, exist_ok=True)
     try:
-        with Pool(num_workers, face_finder) as pool:
+        with Pool(min(num_workers, DETECT_WORKERS), face_finder) as pool:
             results = pool.imap(find_points, [os.path.join(image_dir, n) for n in todo])
             for name, (lm, why) in zip(todo, tqdm(results, total=len(todo), desc='detect')):
                 rows[name] = lm
@@ -489,10 +520,7 @@ def align_photo(image, landmarks, out, face=1, preview=None):
                         f'is a JPEG)')
     if preview and not cv2.haveImageWriter(preview):
         raise UserError(f'--preview {preview}: not an image name (.jpg, .png, ...)')
-    read_image(image)                           # a missing or unreadable photo: one line
-    bgr = cv2.imread(image)                     # as work() reads it (EXIF orientation applied)
-    if bgr is None:
-        raise UserError(f'{image}: OpenCV cannot read this image; convert it to JPEG or PNG')
+    bgr = read_photo(image)
     h, w = bgr.shape[:2]
     faces = []
     if landmarks:
@@ -503,7 +531,7 @@ def align_photo(image, landmarks, out, face=1, preview=None):
         if len(lm) != 10:
             raise UserError(f'--landmarks: expected 10 numbers X1,Y1,...,X5,Y5, got {landmarks!r}')
     else:
-        faces = face_finder()(bgr)
+        faces = face_finder()(bgr, image)
         if not faces:
             raise UserError(f'no face found in {image}; give its five points with --landmarks')
         if face > len(faces):
