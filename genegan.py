@@ -12,6 +12,7 @@ import contextlib
 import difflib
 import glob
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -20,12 +21,10 @@ import platform
 import re
 import signal
 import sys
-import timeit
 import warnings
 from multiprocessing import Pool
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 import torch
 import torch.nn as nn
@@ -33,8 +32,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from align import (ALIGNED_SIZE, CELEBA_LAYOUTS, LANDMARK_NAMES, Parser, UserError, align_face_5p,
-                   mean_face_lm5p, own_temp, read_image, read_table)
+from align import (ALIGNED_SIZE, CELEBA_LAYOUTS, Parser, UserError, image_names, own_temp,
+                   read_image, read_table, refuse)
 
 # ---- config: every number below comes from the official code (file named) or the paper -----------
 IMG_SIZE = 64                # dataset.py: nhwc = [64, 64, 64, 3]
@@ -61,14 +60,9 @@ NUM_SUMMARY_IMAGES = 30      # train.py: tf.summary.image(..., max_outputs=30)
 IMAGE_KEYS = ('Ax', 'Be', 'Ax2', 'Be2', 'Bx', 'Ae')   # train.py: tf.summary.image tags
 KEEP_CHECKPOINTS = 5         # tf.train.Saver default max_to_keep
 PARTITIONS = {'train': 0, 'val': 1, 'test': 2}   # CelebA's list_eval_partition.txt
-HELD_OUT_SHARE = 0.1         # eval without a partition: the last 10% of each set, as CelebA's
 CHECKPOINT_FORMAT = 'genegan-pytorch/1'
 CHECKPOINT_KEYS = ('iter', 'config', 'model', 'g_opt', 'd_opt', 'sampler_A', 'sampler_B',
                    'torch_rng')
-# eval's attribute classifier: this project's choice (the official code has no eval)
-CLASSIFIER_FORMAT = 'genegan-pytorch-classifier/1'
-CLASSIFIER_STEPS, CLASSIFIER_BATCH, CLASSIFIER_LR = 300, 32, 2e-4   # Adam on the logistic loss
-CLASSIFIER_BN_BATCHES = 20   # batches that give its BatchNorm layers their moving statistics
 
 # ---- data: dataset.py ----------------------------------------------------------------------------
 class DataSet(NamedTuple):
@@ -84,6 +78,10 @@ class DataSet(NamedTuple):
     cache: str             # the cache files' stem: STEM_64x64.npy, STEM_128x128.npy
     size: int              # the size every image must have (align.py's output), or None
 
+    def rows(self, *partitions):
+        """The rows in any of the named PARTITIONS."""
+        return {i for i, p in enumerate(self.partition) if p in [PARTITIONS[n] for n in partitions]}
+
     def identity(self):
         """What a checkpoint records, so that --resume and eval refuse another data set."""
         return (f'{self.kind}, attribute {self.attribute}, '
@@ -91,9 +89,9 @@ class DataSet(NamedTuple):
 
 def load_dataset(data_dir, attribute=None, need_partition=False):
     """Two folders where DATA_DIR holds trainA/ or trainB/, else CelebA's files."""
-    if not os.path.isdir(data_dir):
-        raise UserError(f'data directory not found: {data_dir}; pass --data_dir (CelebA or two '
-                        f'folders), or draw a toy set: python genegan.py toy --out datasets/toy')
+    refuse(not os.path.isdir(data_dir),
+           f'data directory not found: {data_dir}; pass --data_dir (CelebA or two '
+           f'folders), or draw a toy set: python genegan.py toy --out datasets/toy')
     if any(os.path.isdir(os.path.join(data_dir, 'train' + s)) for s in 'AB'):
         return folder_dataset(data_dir, attribute or 'trainA', need_partition)
     return celeba_dataset(data_dir, attribute or 'Smiling', need_partition)
@@ -104,9 +102,9 @@ def celeba_dataset(data_dir, attribute, need_partition):
     found = any(os.path.isfile(os.path.join(data_dir, 'list_eval_partition' + ext))
                 for ext in ('.txt', '.csv'))
     partition = read_partition(data_dir, rows) if need_partition or found else None
-    if not os.path.isdir(os.path.join(data_dir, 'align_5p')):
-        raise UserError(f'aligned faces not found: {os.path.join(data_dir, "align_5p")} '
-                        f'(run: python align.py --data_dir {data_dir})')
+    refuse(not os.path.isdir(os.path.join(data_dir, 'align_5p')),
+           f'aligned faces not found: {os.path.join(data_dir, "align_5p")} '
+           f'(run: python align.py --data_dir {data_dir})')
     return DataSet('CelebA', attribute, [aligned_path(data_dir, i) for i in range(rows)],
                    idxs1, idxs2, partition, os.path.join(data_dir, 'align_5p'),
                    ALIGNED_SIZE)
@@ -124,8 +122,7 @@ def read_attributes(data_dir, attribute):
     idxs1 = [i for i, a in enumerate(attributes) if a == 1]
     idxs2 = [i for i, a in enumerate(attributes) if a == -1]
     for idxs, what in ((idxs1, 'positive (1)'), (idxs2, 'negative (-1)')):
-        if not idxs:
-            raise UserError(f'attribute {attribute!r} has no {what} rows in {path}')
+        refuse(not idxs, f'attribute {attribute!r} has no {what} rows in {path}')
     return idxs1, idxs2, len(attributes)
 
 def read_partition(data_dir, num_rows):
@@ -134,8 +131,7 @@ def read_partition(data_dir, num_rows):
     for i, row in enumerate(rows):
         if row not in ([0], [1], [2]):
             raise UserError(f'{path}:{i + 1 + path.endswith(".csv")}: expected "name 0|1|2"')
-    if len(rows) != num_rows:
-        raise UserError(f'{path} has {len(rows)} rows, list_attr_celeba has {num_rows}')
+    refuse(len(rows) != num_rows, f'{path} has {len(rows)} rows, list_attr_celeba has {num_rows}')
     return [row[0] for row in rows]
 
 def aligned_path(data_dir, idx):
@@ -145,17 +141,15 @@ def folder_dataset(data_dir, attribute, need_partition):
     """DATA_DIR/trainA (set A) and trainB (set B), and optionally testA and testB, the test
     partition (CycleGAN's folder names): every file PIL knows by its extension, of any size."""
     tests = [os.path.isdir(os.path.join(data_dir, 'test' + s)) for s in 'AB']
-    if tests[0] != tests[1] or (need_partition and not all(tests)):
-        raise UserError(f'{data_dir} needs both testA/ and testB/ (the held-out test partition)'
-                        f'{" for --partition train" if need_partition else ", or neither"}')
+    refuse(tests[0] != tests[1] or (need_partition and not all(tests)),
+           f'{data_dir} needs both testA/ and testB/ (the held-out test partition)'
+           f'{" for --partition train" if need_partition else ", or neither"}')
     paths, idxs, partition = [], {'A': [], 'B': []}, []
     for part in ('train', 'test') if all(tests) else ('train',):
         for s in 'AB':
             folder = os.path.join(data_dir, part + s)
-            names = sorted(n for n in (os.listdir(folder) if os.path.isdir(folder) else [])
-                           if os.path.splitext(n)[1].lower() in Image.registered_extensions())
-            if not names:
-                raise UserError(f'no images in {folder} (any image PIL reads: .jpg, .png, ...)')
+            names = image_names(folder)
+            refuse(not names, f'no images in {folder} (any image PIL reads: .jpg, .png, ...)')
             idxs[s] += range(len(paths), len(paths) + len(names))
             paths += [os.path.join(folder, n) for n in names]
             partition += [PARTITIONS[part]] * len(names)
@@ -583,149 +577,6 @@ class Trainer:
         self.g_opt.step()
         return {k: v.detach() for k, v in loss.items()}
 
-# ---- devices, checkpoints, logs ------------------------------------------------------------------
-def pick_device(name='auto', tf32=False, deterministic=False, bf16=False):
-    """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does: TF32 is
-    off on CUDA unless asked for. deterministic: PyTorch's reproducibility recipe, no autotuning.
-    bf16: refused where the GPU lacks native bfloat16; said where the CPU lacks it."""
-    available = [d for d, ok in (('mps', torch.backends.mps.is_available()),
-                                 ('cuda', torch.cuda.is_available()), ('cpu', True)) if ok]
-    if name != 'auto' and name.split(':')[0] not in available:
-        raise UserError(f'device {name!r} is not available here; '
-                        f'available: auto, {", ".join(available)}')
-    device = torch.device(available[0] if name == 'auto' else name)
-    if deterministic:
-        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')    # before cuBLAS starts
-        torch.use_deterministic_algorithms(True)
-    if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = not deterministic
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-    native = bf16 and bf16_native(device)
-    if bf16 and device.type != 'cpu' and not native:
-        raise UserError(f'--bf16: {device} has no native bfloat16 (CUDA needs compute capability '
-                        f'8.0 or later, MPS macOS 14 or later); run without --bf16')
-    if bf16:
-        print(f'--bf16: native bfloat16 on {device}: ' + {True: 'yes', None: 'unknown (not x86)',
-              False: 'no, and it may run slower than float32'}[native], file=sys.stderr)
-    return device
-
-def bf16_native(device):
-    """CUDA's own check; MPS from macOS 14; on x86 CPUs AVX512_BF16 or AMX (PyTorch's private
-    helpers: its public get_cpu_capability names no bf16). None on other CPUs: PyTorch cannot tell."""
-    if device.type != 'cpu':
-        return (torch.cuda.is_bf16_supported(including_emulation=False) if device.type == 'cuda'
-                else torch.backends.mps.is_macos_or_newer(14, 0))
-    if platform.machine().lower() in ('x86_64', 'amd64'):
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return None
-
-def atomic_write(paths, data):
-    """Write bytes to each path through a temp file of this process's own, fsync and rename: a
-    kill or a full disk at any moment leaves the file that was there before intact."""
-    for path in paths:
-        tmp = own_temp(path)
-        try:
-            with open(tmp, 'wb') as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise UserError(f'could not write {path} ({err.strerror or err}); '
-                            f'the previous file is left as it was')
-
-def save_checkpoint(paths, state):
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write(paths, buf.getbuffer())
-
-def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_KEYS):
-    """A file this project wrote, loaded with weights_only=True: one whose pickle would run code
-    is refused, never executed (and torch's advice to turn the check off is not passed on)."""
-    if not os.path.isfile(path):
-        raise UserError(f'checkpoint not found: {path}')
-    with open(path, 'rb') as f:
-        head = f.read(4)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')     # torch's warning about the pickle protocol
-            ckpt = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as err:
-        call = re.search(r'GLOBAL (\S+)', str(err))
-        raise UserError(f'refused to load {path}: it would call {call[1] if call else "code"} '
-                        f'when unpickled, and only weights are loaded')
-    except Exception:
-        raise UserError(f'{path} is ' + ('empty' if not head else 'truncated or damaged'
-                        if head == b'PK\x03\x04' else 'not a PyTorch file'))
-    if not isinstance(ckpt, dict) or ckpt.get('format') != fmt:
-        raise UserError(f'{path} is a PyTorch file, but not a {fmt} file of this project')
-    missing = [key for key in keys if key not in ckpt]
-    if missing:
-        raise UserError(f'{path} lacks {", ".join(missing)} (not written by genegan.py?)')
-    if 'config' in keys:                        # written before 128x128 and --bf16 existed
-        ckpt['config'].setdefault('img_size', IMG_SIZE)
-        ckpt['config'].setdefault('bf16', False)
-    return ckpt
-
-def load_model(args, device):
-    """--ckpt, else the newest checkpoint (latest.pt, else model_*.pt) in --model_dir or its model/,
-    and the model rebuilt from that checkpoint's own config. Returns (path, checkpoint, model)."""
-    path = args.ckpt
-    for folder in [] if path else [args.model_dir, os.path.join(args.model_dir, 'model')]:
-        saved = sorted(glob.glob(os.path.join(folder, 'model_*.pt')))
-        latest = os.path.join(folder, 'latest.pt')
-        path = path or (latest if os.path.isfile(latest) else saved[-1] if saved else None)
-    if not path:
-        raise UserError(f'no checkpoint in {args.model_dir} or its model/ (train first: python '
-                        f'genegan.py train --exp_dir DIR writes DIR/model/; or pass --ckpt PATH)')
-    ckpt = load_checkpoint(path, device)
-    try:
-        model = GeneGAN(ckpt['config']['second_ratio'], ckpt['config']['img_size'])
-        model.load_state_dict(ckpt['model'])
-    except (RuntimeError, KeyError, TypeError) as err:
-        raise UserError(f'checkpoint {path} does not fit its own config: '
-                        f'{str(err).splitlines()[0]}')
-    return path, ckpt, model.to(device)
-
-class MetricsLog:
-    """logs/metrics.jsonl (one JSON object per logged iteration), and TensorBoard scalars and
-    images beside it where tensorboard is installed. On resume, records of iterations that will
-    run again, and a last line torn by a kill or a full disk, are dropped."""
-    def __init__(self, log_dir, start):
-        self.path = os.path.join(log_dir, 'metrics.jsonl')
-        keep = []
-        with contextlib.suppress(FileNotFoundError), open(self.path) as f:
-            for line in f:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    if json.loads(line)['iter'] < start:
-                        keep.append(line.rstrip('\n') + '\n')
-        atomic_write([self.path], ''.join(keep).encode())
-        self.file = open(self.path, 'a')
-        self.writer = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir, purge_step=start or None)
-        except ImportError:
-            print(f'tensorboard is not installed: metrics go to {self.path} only', file=sys.stderr)
-
-    def log(self, i, values):
-        self.file.write(json.dumps({'iter': i, **values}) + '\n')
-        self.file.flush()
-        for key, value in values.items() if self.writer else ():
-            self.writer.add_scalar(key, value, i)
-
-    def images(self, i, t):
-        for key in IMAGE_KEYS if self.writer else ():
-            self.writer.add_images(key, t[key][:NUM_SUMMARY_IMAGES] / 255.0, i)
-
-    def close(self):
-        self.file.close()
-        if self.writer is not None:
-            self.writer.close()
-
 # ---- train: train.py -----------------------------------------------------------------------------
 def prepare_for_training(model, device, compile=False):
     """The model on the device in channels_last (oneDNN's and cuDNN's preferred layout); with
@@ -751,80 +602,27 @@ def write_samples(t, sample_dir, i):
     for j in range(min(NUM_SAMPLE_ROWS, len(row))):
         imsave(os.path.join(sample_dir, 'iter_{:06d}_{}.jpg'.format(i, j)), row[j])
 
-class StopRequest:
-    """Ctrl-C (SIGINT) or SIGTERM ask the loop to stop at the end of the current iteration and
-    save; a second Ctrl-C stops at once."""
-    def __init__(self):
-        self.requested = False
-        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        print('\nstopping at the end of this iteration to save a checkpoint '
-              '(Ctrl-C again quits without saving)', file=sys.stderr)
-
-    def restore(self):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-def hold_exp_dir(exp_dir):
-    """One training per EXP_DIR: an flock, which the OS drops when the process ends, killed too
-    (POSIX: Windows has no flock, and the folder is not locked there)."""
-    lock = open(os.path.join(exp_dir, 'train.lock'), 'a+')
-    with contextlib.suppress(BlockingIOError):
-        if os.name == 'posix':
-            import fcntl
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        lock.truncate(0)
-        print(os.getpid(), file=lock, flush=True)
-        return lock
-    lock.seek(0)
-    raise UserError(f'{exp_dir} is in use by a running training (process {lock.read().strip()}, '
-                    f'{lock.name}); wait for it to end, or choose another --exp_dir')
-
-def require_same_config(ckpt, path, args, *keys):
-    config = ckpt['config']
-    for key in keys:
-        saved = config.get(key, getattr(args, key))   # older checkpoints lack 'data'
-        if saved != getattr(args, key):
-            fix = (f'--data_dir {config["data_dir"]} --attribute {config["attribute"]}'
-                   if key == 'data' else f'--{key} {saved}' if saved not in (True, False)
-                   else f'{"" if saved else "no "}--{key}')
-            raise UserError(f'{path} was trained with {key} {saved!r}, not '
-                            f'{getattr(args, key)!r}: pass {fix}')
-
-def non_finite(named):
-    """The first key of {key: tensor} whose tensor is not all finite, or None: one host sync."""
-    finite = torch.stack([torch.isfinite(v).all() for v in named.values()]).cpu()
-    return None if finite.all() else list(named)[int((~finite).nonzero()[0])]
-
 def train(args):
     device = pick_device(args.device, args.tf32, args.deterministic, args.bf16)
     data = load_dataset(args.data_dir, args.attribute, args.partition == 'train')
     args.attribute, args.data = data.attribute, data.identity()     # recorded in the config
-    held = ({i for i, p in enumerate(data.partition) if p != PARTITIONS['train']}   # val, test
-            if args.partition == 'train' else set())     # train.py trains on every row
+    held = data.rows('val', 'test') if args.partition == 'train' else set()   # train.py: all
     model_dir = os.path.join(args.exp_dir, 'model')
     latest = os.path.join(model_dir, 'latest.pt')
-    ckpt = None
-    if args.resume:
-        if not os.path.isfile(latest):
-            raise UserError(f'--resume: no checkpoint at {latest}')
-        ckpt = load_checkpoint(latest, device)
+    refuse(args.resume and not os.path.isfile(latest), f'--resume: no checkpoint at {latest}')
+    refuse(not args.resume and os.path.exists(latest), f'{args.exp_dir} already holds a run '
+           f'({latest}); pass --resume to continue it, or choose another --exp_dir')
+    ckpt = load_checkpoint(latest, device) if args.resume else None
+    if ckpt:
         require_same_config(ckpt, latest, args, 'data', 'second_ratio', 'partition', 'attribute',
                             'img_size', 'bf16')
-    elif os.path.exists(latest):
-        raise UserError(f'{args.exp_dir} already holds a run ({latest}); '
-                        f'pass --resume to continue it, or choose another --exp_dir')
     images, bad, _ = load_cache(data, args.num_workers, args.skip_bad, args.img_size)
     samplers = []
     for idxs, seed, name in ((data.idxs1, args.seed, 'A'), (data.idxs2, args.seed + 1, 'B')):
         idxs = [i for i in idxs if i not in bad | held]
-        if args.batch_size > len(idxs):
-            raise UserError(f'--batch_size {args.batch_size} is larger than set {name} '
-                            f'({len(idxs)} training images)')
+        refuse(args.batch_size > len(idxs),
+               f'--batch_size {args.batch_size} is larger than set {name} '
+               f'({len(idxs)} training images)')
         samplers.append(Sampler(images, idxs, args.batch_size, seed, device))
     sampler_A, sampler_B = samplers
 
@@ -1011,93 +809,194 @@ def demo(args):
         imsave(os.path.join(args.out_dir, name), img)
     print('wrote ' + ' '.join(os.path.join(args.out_dir, name) for name in outputs))
 
-# ---- eval: a classifier judges the edits (AttGAN/STGAN protocol), PSNR what is kept ------------
-def held_out_rows(data):
-    """The test partition (2) where the data set has one, else the last 10% of each set.
-    Returns (held-out rows, training rows, what they are)."""
-    if data.partition is not None:
-        return ({i for i, p in enumerate(data.partition) if p == PARTITIONS['test']},
-                {i for i, p in enumerate(data.partition) if p == PARTITIONS['train']},
-                'test partition')
-    held = {i for idxs in (data.idxs1, data.idxs2)
-            for i in idxs[len(idxs) - int(len(idxs) * HELD_OUT_SHARE):]}
-    return (held, set(data.idxs1 + data.idxs2) - held,
-            f'the last {HELD_OUT_SHARE:.0%} of each set (no partition)')
+# ---- infrastructure: devices, checkpoints, logs, run lock, stops --------------------------------
+def pick_device(name='auto', tf32=False, deterministic=False, bf16=False):
+    """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does: TF32 is
+    off on CUDA unless asked for. deterministic: PyTorch's reproducibility recipe, no autotuning.
+    bf16: refused where the GPU lacks native bfloat16; said where the CPU lacks it."""
+    available = [d for d, ok in (('mps', torch.backends.mps.is_available()),
+                                 ('cuda', torch.cuda.is_available()), ('cpu', True)) if ok]
+    refuse(name != 'auto' and name.split(':')[0] not in available,
+           f'device {name!r} is not available here; '
+           f'available: auto, {", ".join(available)}')
+    device = torch.device(available[0] if name == 'auto' else name)
+    if deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')    # before cuBLAS starts
+        torch.use_deterministic_algorithms(True)
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    native = bf16 and bf16_native(device)
+    refuse(bf16 and device.type != 'cpu' and not native,
+           f'--bf16: {device} has no native bfloat16 (CUDA needs compute capability '
+           f'8.0 or later, MPS macOS 14 or later); run without --bf16')
+    if bf16:
+        print(f'--bf16: native bfloat16 on {device}: ' + {True: 'yes', None: 'unknown (not x86)',
+              False: 'no, and it may run slower than float32'}[native], file=sys.stderr)
+    return device
 
-def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, device):
-    """The critic architecture (model.py: discriminator) as a logistic attribute classifier on
-    real training faces at the model's size; logit > 0 means "has the attribute". Saved as
-    DATA_DIR/classifier_{attr}_{size}x{size}.pt, reused until the images, labels or rows change."""
-    size = images.shape[1]
-    path = os.path.join(data_dir, f'classifier_{attribute}_{size}x{size}.pt')
-    key = json.dumps([fingerprint, sorted(rows_A), sorted(rows_B)])
-    key = hashlib.sha256(key.encode()).hexdigest()
-    clf = Discriminator(size).to(device)
-    if os.path.exists(path):
-        saved = load_checkpoint(path, device, CLASSIFIER_FORMAT, ('attribute', 'key', 'model'))
-        if saved['key'] == key:
-            clf.load_state_dict(saved['model'])
-            return clf.eval()
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(clf.parameters(), lr=CLASSIFIER_LR)
-    half = CLASSIFIER_BATCH // 2
-    samplers = [Sampler(images, rows_A, half, 0, device), Sampler(images, rows_B, half, 1, device)]
-    target = torch.tensor([1.0] * half + [0.0] * half, device=device)
-    for _ in tqdm(range(steps), desc=f'classifier {attribute}'):
-        logits = clf(torch.cat([s.draw() for s in samplers]))[:, 0]
-        loss = F.binary_cross_entropy_with_logits(logits, target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    # BatchNorm's moving statistics recomputed for the final weights, as a plain average
-    batches = [torch.cat([s.draw() for s in samplers]) for _ in range(CLASSIFIER_BN_BATCHES)]
-    torch.optim.swa_utils.update_bn(batches, clf)
-    save_checkpoint([path], dict(format=CLASSIFIER_FORMAT, attribute=attribute, key=key,
-                                 model=clf.state_dict()))
-    return clf.eval()
+def bf16_native(device):
+    """CUDA's own check; MPS from macOS 14; on x86 CPUs AVX512_BF16 or AMX (PyTorch's private
+    helpers: the public get_cpu_capability names no bf16). None on other CPUs (Arm): unknown."""
+    if device.type != 'cpu':
+        return (torch.cuda.is_bf16_supported(including_emulation=False) if device.type == 'cuda'
+                else torch.backends.mps.is_macos_or_newer(14, 0))
+    if platform.machine().lower() in ('x86_64', 'amd64'):
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return None
 
-def psnr(a, b):
-    """Mean over the batch of each image's PSNR in dB, for images in [0, 255]."""
-    mse = (a - b).square().mean(dim=(1, 2, 3)).clamp_min(1e-10)
-    return float((10 * torch.log10(255.0 ** 2 / mse)).mean())
+def atomic_write(paths, data):
+    """Write bytes to each path through a temp file of this process's own, fsync and rename: a
+    kill or a full disk at any moment leaves the file that was there before intact."""
+    for path in paths:
+        tmp = own_temp(path)
+        try:
+            with open(tmp, 'wb') as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise UserError(f'could not write {path} ({err.strerror or err}); '
+                            f'the previous file is left as it was')
 
-def evaluate_checkpoint(args):
-    """eval: score a checkpoint on held-out faces; prints a table and writes JSON."""
-    device = pick_device(args.device)
-    path, ckpt, model = load_model(args, device)
-    data = load_dataset(args.data_dir, args.attribute)
-    args.attribute, args.data = data.attribute, data.identity()
-    require_same_config(ckpt, path, args, 'data', 'attribute')
-    held, train_rows, split = held_out_rows(data)
-    images, bad, fingerprint = load_cache(data, args.num_workers, True, model.img_size)
-    test_sets, train_sets = [], []
-    for name, idxs in (('A', data.idxs1), ('B', data.idxs2)):
-        test_sets.append([i for i in idxs if i in held and i not in bad])
-        train_sets.append([i for i in idxs if i in train_rows and i not in bad])
-        if len(test_sets[-1]) < args.num:
-            raise UserError(f'--num {args.num}: set {name} has only {len(test_sets[-1])} held-out '
-                            f'images ({split}); lower --num')
-    clf = classifier(args.data_dir, args.attribute, images, *train_sets, fingerprint,
-                     args.clf_steps, device)
-    Ax, Be = (to_device(images[idxs[:args.num]], device) for idxs in test_sets)
-    with inference(model):                      # as test.py: moving statistics
-        t = build_model(model, Ax, Be)
-        says_A = {k: (clf(v)[:, 0] > 0).float().mean().item()
-                  for k, v in dict(Ax=Ax, Be=Be, Bx=t['Bx'], Ae=t['Ae']).items()}
-    result = dict(
-        checkpoint=path, iter=ckpt['iter'], attribute=args.attribute, held_out=split, num=args.num,
-        classifier_accuracy=(says_A['Ax'] + 1 - says_A['Be']) / 2,
-        transfer=says_A['Bx'], transfer_baseline=says_A['Be'],
-        removal=1 - says_A['Ae'], removal_baseline=1 - says_A['Ax'],
-        psnr_Ax2=psnr(t['Ax2'], Ax), psnr_Be2=psnr(t['Be2'], Be),
-        psnr_Bx_Be=psnr(t['Bx'], Be), psnr_Ae_Ax=psnr(t['Ae'], Ax))
-    for key, value in result.items():
-        print(f'{key:20s} {value:.3f}' if isinstance(value, float) else f'{key:20s} {value}')
-    out = args.out or os.path.join(os.path.dirname(path),
-                                   f'eval_{args.attribute}_{ckpt["iter"]:06d}.json')
-    atomic_write([out], json.dumps(result, indent=1).encode())
-    print(f'wrote {out}')
-    return result
+def save_checkpoint(paths, state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(paths, buf.getbuffer())
+
+def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_KEYS):
+    """A file this project wrote, loaded with weights_only=True: one whose pickle would run code
+    is refused, never executed (and torch's advice to turn the check off is not passed on)."""
+    refuse(not os.path.isfile(path), f'checkpoint not found: {path}')
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')     # torch's warning about the pickle protocol
+            ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        call = re.search(r'GLOBAL (\S+)', str(err))
+        raise UserError(f'refused to load {path}: it would call {call[1] if call else "code"} '
+                        f'when unpickled, and only weights are loaded')
+    except Exception:
+        raise UserError(f'{path} is ' + ('empty' if not head else 'truncated or damaged'
+                        if head == b'PK\x03\x04' else 'not a PyTorch file'))
+    refuse(not isinstance(ckpt, dict) or ckpt.get('format') != fmt,
+           f'{path} is a PyTorch file, but not a {fmt} file of this project')
+    missing = [key for key in keys if key not in ckpt]
+    refuse(missing, f'{path} lacks {", ".join(missing)} (not written by genegan.py?)')
+    if 'config' in keys:                        # written before 128x128 and --bf16 existed
+        ckpt['config'].setdefault('img_size', IMG_SIZE)
+        ckpt['config'].setdefault('bf16', False)
+    return ckpt
+
+def load_model(args, device):
+    """--ckpt, else the newest checkpoint (latest.pt, else model_*.pt) in --model_dir or its model/,
+    and the model rebuilt from that checkpoint's own config. Returns (path, checkpoint, model)."""
+    path = args.ckpt
+    for folder in [] if path else [args.model_dir, os.path.join(args.model_dir, 'model')]:
+        saved = sorted(glob.glob(os.path.join(folder, 'model_*.pt')))
+        latest = os.path.join(folder, 'latest.pt')
+        path = path or (latest if os.path.isfile(latest) else saved[-1] if saved else None)
+    refuse(not path, f'no checkpoint in {args.model_dir} or its model/ (train first: python '
+                     f'genegan.py train --exp_dir DIR writes DIR/model/; or pass --ckpt PATH)')
+    ckpt = load_checkpoint(path, device)
+    try:
+        model = GeneGAN(ckpt['config']['second_ratio'], ckpt['config']['img_size'])
+        model.load_state_dict(ckpt['model'])
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise UserError(f'checkpoint {path} does not fit its own config: '
+                        f'{str(err).splitlines()[0]}')
+    return path, ckpt, model.to(device)
+
+class MetricsLog:
+    """logs/metrics.jsonl (one JSON object per logged iteration), and TensorBoard scalars and
+    images beside it where tensorboard is installed. On resume, records of iterations that will
+    run again, and a last line torn by a kill or a full disk, are dropped."""
+    def __init__(self, log_dir, start):
+        self.path = os.path.join(log_dir, 'metrics.jsonl')
+        keep = []
+        with contextlib.suppress(FileNotFoundError), open(self.path) as f:
+            for line in f:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    if json.loads(line)['iter'] < start:
+                        keep.append(line.rstrip('\n') + '\n')
+        atomic_write([self.path], ''.join(keep).encode())
+        self.file = open(self.path, 'a')
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir, purge_step=start or None)
+        except ImportError:
+            print(f'tensorboard is not installed: metrics go to {self.path} only', file=sys.stderr)
+
+    def log(self, i, values):
+        self.file.write(json.dumps({'iter': i, **values}) + '\n')
+        self.file.flush()
+        for key, value in values.items() if self.writer else ():
+            self.writer.add_scalar(key, value, i)
+
+    def images(self, i, t):
+        for key in IMAGE_KEYS if self.writer else ():
+            self.writer.add_images(key, t[key][:NUM_SUMMARY_IMAGES] / 255.0, i)
+
+    def close(self):
+        self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM ask the loop to stop at the end of the current iteration and
+    save; a second Ctrl-C stops at once."""
+    def __init__(self):
+        self.requested = False
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print('\nstopping at the end of this iteration to save a checkpoint '
+              '(Ctrl-C again quits without saving)', file=sys.stderr)
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+def hold_exp_dir(exp_dir):
+    """One training per EXP_DIR: an flock, which the OS drops when the process ends, killed too
+    (POSIX: Windows has no flock, and the folder is not locked there)."""
+    lock = open(os.path.join(exp_dir, 'train.lock'), 'a+')
+    with contextlib.suppress(BlockingIOError):
+        if os.name == 'posix':
+            import fcntl
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.truncate(0)
+        print(os.getpid(), file=lock, flush=True)
+        return lock
+    lock.seek(0)
+    raise UserError(f'{exp_dir} is in use by a running training (process {lock.read().strip()}, '
+                    f'{lock.name}); wait for it to end, or choose another --exp_dir')
+
+def require_same_config(ckpt, path, args, *keys):
+    config = ckpt['config']
+    for key in keys:
+        saved = config.get(key, getattr(args, key))   # older checkpoints lack 'data'
+        if saved != getattr(args, key):
+            fix = (f'pass --data_dir {config["data_dir"]} --attribute {config["attribute"]}'
+                   if key == 'data' else f'pass --{key} {saved}' if not isinstance(saved, bool)
+                   else f'{"pass" if saved else "run without"} --{key}')
+            raise UserError(f'{path} was trained with {key} {saved!r}, not '
+                            f'{getattr(args, key)!r}: {fix}')
+
+def non_finite(named):
+    """The first key of {key: tensor} whose tensor is not all finite, or None: one host sync."""
+    finite = torch.stack([torch.isfinite(v).all() for v in named.values()]).cpu()
+    return None if finite.all() else list(named)[int((~finite).nonzero()[0])]
 
 # ---- CLI -----------------------------------------------------------------------------------------
 def at_least(low):
@@ -1107,6 +1006,10 @@ def at_least(low):
             raise argparse.ArgumentTypeError(f'must be at least {low}')
         return int(text)
     return integer
+
+def addition(module):
+    """A command of this project's own: extras/MODULE.py's main, imported only when it runs."""
+    return lambda args: importlib.import_module(f'extras.{module}').main(args)
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):         # no "(default: None)"
@@ -1132,7 +1035,7 @@ def build_parser():
     speed = flags((['--compile'], dict(action='store_true', help='torch.compile the 4 networks')),
                   (['--tf32'], dict(action='store_true', help='allow TF32 on CUDA (TF: float32)')),
                   (['--bf16'], dict(action='store_true', help=(
-                      'networks in bfloat16 (autocast), weights and losses float32 (TF: float32)'))),
+                      'networks in bfloat16 (autocast), weights, losses float32 (TF: float32)'))),
                   (['--img_size'], dict(type=int, choices=IMG_SIZES, default=IMG_SIZE, help=(
                       'image side: 64 (dataset.py), or 128 with one more layer a network'))))
     model = flags((['--model_dir'], dict(default='train_log/model', help=(
@@ -1186,14 +1089,14 @@ def build_parser():
         add('--out_dir', default='.', help='created if missing')
         sub.choices[mode].set_defaults(mode=mode)
 
-    add = command('eval', evaluate_checkpoint, 'score a checkpoint: transfer, removal, PSNR',
+    add = command('eval', addition('evaluation'), 'score a checkpoint: transfer, removal, PSNR',
                   [attr, data, model, device, workers])
     add('--num', type=at_least(1), default=100, help='held-out faces of each set')
-    add('--clf_steps', type=at_least(1), default=CLASSIFIER_STEPS,
+    add('--clf_steps', type=at_least(1), default=300,
         help='steps to train a new classifier')
     add('--out', help='JSON file (default: eval_{attr}_{iter}.json beside the checkpoint)')
 
-    add = command('toy', make_toy, 'write a toy data set: CelebA\'s files or two folders')
+    add = command('toy', addition('toy'), 'write a toy data set: CelebA\'s files or two folders')
     add('--out', required=True, help='a new folder')
     add('-a', '--attr', '--attribute', dest='attribute',
         help='with --layout folders: the attribute that splits A from B (default Smiling)')
@@ -1203,8 +1106,8 @@ def build_parser():
         help='in-the-wild (data/), aligned-and-cropped (img_align_celeba/), its CSV mirror, or '
              'aligned faces in trainA/ trainB/ testA/ testB/ split by --attr')
 
-    add = command('bench', bench, 'time training, sampling and alignment on synthetic data',
-                  [device, speed])
+    add = command('bench', addition('bench'),
+                  'time training, sampling and alignment on synthetic data', [device, speed])
     add('--batch_size', type=at_least(1), default=BATCH_SIZE, help='images per set')
     add('--iters', type=at_least(1), default=3, help='timed iterations')
     return parser
@@ -1220,173 +1123,6 @@ def main(argv=None):
         print('interrupted: nothing saved since the last checkpoint', file=sys.stderr)
         return 130
     return 0
-
-# ---- toy CelebA: drawn faces in CelebA's file layouts, for tests and a first run ----------------
-CELEBA_ATTRIBUTES = (
-    '5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose '
-    'Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee '
-    'Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes '
-    'No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling '
-    'Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace '
-    'Wearing_Necktie Young').split()
-HAIR_COLOURS = {'Black_Hair': (30, 30, 35), 'Blond_Hair': (90, 200, 230),     # BGR
-                'Brown_Hair': (40, 70, 120), 'Gray_Hair': (160, 160, 165)}
-# img_align_celeba: 178x218 crops, the 5 landmarks near these places (means of CelebA's list)
-CELEBA_ALIGNED_SIZE = (178, 218)
-CELEBA_ALIGNED_LM = np.float32([[69, 111], [108, 111], [88, 134], [72, 152], [106, 152]])
-
-def draw_toy_face(rng, attrs):
-    """One in-the-wild-sized canvas with a drawn face at a random place, scale and roll.
-    Returns (BGR image, 5x2 integer landmarks in CelebA's order)."""
-    # Face geometry in units of the face scale, centred on the face. The landmarks are
-    # preprocess.py's mean face, so aligned toy faces sit where aligned CelebA faces do.
-    landmarks = mean_face_lm5p
-    h, w = int(rng.integers(480, 720)), int(rng.integers(360, 520))
-    scale = rng.uniform(180, 300)                      # eye distance about 0.35 * scale pixels
-    roll = np.deg2rad(rng.uniform(-20, 20))
-    centre = np.array([rng.uniform(0.4, 0.6) * w, rng.uniform(0.4, 0.6) * h])
-    rot = np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]])
-
-    def pts(uv):
-        return (np.asarray(uv, float) @ rot.T * scale + centre).round().astype(np.int32)
-
-    def ellipse(cx, cy, ax, ay, a0=0, a1=360):
-        t = np.deg2rad(np.arange(a0, a1 + 1, 6))
-        return np.stack([cx + ax * np.cos(t), cy + ay * np.sin(t)], 1)
-
-    img = np.empty((h, w, 3), np.uint8)
-    img[:] = rng.integers(60, 230, 3)
-    img = (img * np.linspace(0.7, 1.1, h)[:, None, None]).clip(0, 255).astype(np.uint8)
-    hair = next((c for k, c in HAIR_COLOURS.items() if attrs[k] == 1), (50, 50, 60))
-    skin = tuple(int(v) for v in rng.integers([120, 150, 190], [170, 190, 240]))
-    thick = max(2, int(scale / 60))
-    cv2.fillPoly(img, [pts(ellipse(0, -0.04, 0.47, 0.6))], hair)                  # hair
-    cv2.fillPoly(img, [pts(ellipse(0, 0.02, 0.4, 0.54))], skin)                   # head
-    if attrs['Bangs'] == 1:                                                       # fringe
-        top = ellipse(0, 0.02, 0.4, 0.54, 200, 340)
-        zigzag = [(x, -0.24 + 0.04 * (k % 2)) for k, x in enumerate(np.linspace(0.38, -0.38, 9))]
-        cv2.fillPoly(img, [pts(np.concatenate([top, zigzag]))], hair)
-    for ex, ey in landmarks[:2]:                                               # eyes
-        cv2.fillPoly(img, [pts(ellipse(ex, ey, 0.065, 0.03))], (245, 245, 245))
-        cv2.fillPoly(img, [pts(ellipse(ex, ey, 0.022, 0.022))], (40, 30, 20))
-        cv2.polylines(img, [pts([(ex - 0.07, ey - 0.07), (ex, ey - 0.09), (ex + 0.07, ey - 0.07)])],
-                      False, hair, thick)
-    nose = landmarks[2]
-    cv2.polylines(img, [pts([(0, -0.1), (nose[0] - 0.03, nose[1]), (nose[0] + 0.03, nose[1])])],
-                  False, (90, 110, 160), thick)
-    (lx, ly), (rx, ry) = landmarks[3:]
-    if attrs['Smiling'] == 1:                                                      # open smile
-        lower = [(x, ly + 0.09 * (1 - (2 * (x - lx) / (rx - lx) - 1) ** 2))
-                 for x in np.linspace(lx, rx, 12)]
-        cv2.fillPoly(img, [pts([(lx, ly), (rx, ry)] + lower[::-1])], (60, 40, 150))
-        teeth = [(lx + 0.03, ly + 0.01), (rx - 0.03, ry + 0.01), (rx - 0.05, ry + 0.035),
-                 (lx + 0.05, ly + 0.035)]
-        cv2.fillPoly(img, [pts(teeth)], (235, 235, 235))
-    else:                                                                          # closed lips
-        cv2.polylines(img, [pts([(lx, ly), (0, (ly + ry) / 2 + 0.01), (rx, ry)])], False,
-                      (70, 60, 160), thick + 1)
-    if attrs['Eyeglasses'] == 1:
-        for ex, ey in landmarks[:2]:
-            cv2.polylines(img, [pts(ellipse(ex, ey, 0.1, 0.07))], True, (20, 20, 20), thick)
-        cv2.polylines(img, [pts([(-0.076, -0.17), (0.074, -0.17)])], False, (20, 20, 20), thick)
-    return img, pts(landmarks)
-
-def make_toy(args):
-    """CelebA's files in one of its layouts (CELEBA_LAYOUTS): the images, their 5 landmarks,
-    list_attr_celeba and list_eval_partition (rows 80/10/10% train/val/test, as CelebA's). Or
-    two folders: the same faces aligned as align.py aligns them, in trainA/trainB (train and val
-    rows) and testA/testB (test rows) by --attr."""
-    folders = (['trainA', 'trainB', 'testA', 'testB'] if args.layout == 'folders'
-               else CELEBA_LAYOUTS[args.layout][0][:1])
-    stem, ext = os.path.splitext(CELEBA_LAYOUTS.get(args.layout, ('', ''))[1])
-    attribute = args.attribute or 'Smiling'
-    if args.attribute and args.layout != 'folders' or attribute not in CELEBA_ATTRIBUTES:
-        raise UserError(f'--attr {attribute!r}: toy --layout folders splits by one of '
-                        f'{" ".join(CELEBA_ATTRIBUTES)}; the CelebA layouts write them all')
-    for data in (os.path.join(args.out, folder) for folder in folders):
-        if glob.glob(os.path.join(data, '*.jpg')):
-            raise UserError(f'{data} already holds images; choose another --out')
-        os.makedirs(data, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
-    tables = {stem: [], 'list_attr_celeba': [], 'list_eval_partition': []}
-    for i in range(args.num):
-        attrs = dict(zip(CELEBA_ATTRIBUTES, rng.choice([-1, 1], len(CELEBA_ATTRIBUTES))))
-        hair = rng.choice(list(HAIR_COLOURS) + [None])
-        for key in HAIR_COLOURS:
-            attrs[key] = 1 if key == hair else -1
-        img, landmarks = draw_toy_face(rng, attrs)
-        name = '{:06d}.jpg'.format(i + 1)
-        split = int(i >= 0.8 * args.num) + int(i >= 0.9 * args.num)
-        if args.layout == 'folders':    # what align.py writes from the in-the-wild JPEG
-            img = cv2.imdecode(cv2.imencode('.jpg', img)[1], cv2.IMREAD_COLOR)
-            folder = ('test' if split == PARTITIONS['test'] else 'train') + \
-                ('A' if attrs[attribute] == 1 else 'B')
-            cv2.imwrite(os.path.join(args.out, folder, name), align_face_5p(img, landmarks))
-            continue
-        if args.layout != 'wild':       # aligned and cropped as CelebA's: a similarity, then a crop
-            mat = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), CELEBA_ALIGNED_LM)[0]
-            img = cv2.warpAffine(img, mat, CELEBA_ALIGNED_SIZE)
-            landmarks = (landmarks @ mat[:, :2].T + mat[:, 2]).round().astype(int)
-        cv2.imwrite(os.path.join(data, name), img)
-        tables[stem].append([name, *landmarks.ravel()])
-        tables['list_attr_celeba'].append([name, *(attrs[k] for k in CELEBA_ATTRIBUTES)])
-        tables['list_eval_partition'].append([name, split])
-    if args.layout == 'folders':
-        print(f'wrote {args.num} aligned toy faces to {args.out}, split by {attribute} '
-              f'(next: python genegan.py train --data_dir {args.out} --partition train)')
-        return
-    for table, header in ((stem, LANDMARK_NAMES), ('list_attr_celeba', CELEBA_ATTRIBUTES),
-                          ('list_eval_partition', None)):
-        sep = ',' if ext == '.csv' else ' '
-        if ext == '.csv':
-            lines = [','.join(['image_id', *(header or ['partition'])])]
-        else:                   # CelebA's .txt: a count line and a header, but for the partition
-            lines = [str(args.num), ' '.join(header)] if header else []
-        lines += [sep.join(str(v) for v in row) for row in tables[table]]
-        with open(os.path.join(args.out, table + ext), 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-    print(f'wrote {args.num} toy faces to {args.out} (next: python align.py --data_dir {args.out})')
-
-# ---- bench: seconds per training iteration, sampler and align throughput, on synthetic data ------
-def seconds(work, n):
-    """Median seconds per call of work() over n calls (timeit's: garbage collection off)."""
-    return float(np.median(timeit.repeat(work, repeat=n, number=1)))
-
-def bench(args):
-    from torch.utils.flop_counter import FlopCounterMode
-    device = pick_device(args.device, args.tf32, bf16=args.bf16)
-    torch.manual_seed(0)
-    trainer = Trainer(prepare_for_training(GeneGAN(img_size=args.img_size), device, args.compile),
-                      bf16=args.bf16)
-    bs, size = args.batch_size, args.img_size
-    images = np.random.default_rng(0).integers(0, 256, (8 * bs, size, size, 3), np.uint8)
-    sampler_A = Sampler(images, range(0, 4 * bs), bs, 0, device)
-    sampler_B = Sampler(images, range(4 * bs, 8 * bs), bs, 1, device)
-
-    def sync():                              # CPU work is done when its call returns
-        if device.type != 'cpu':
-            getattr(torch, device.type).synchronize(*[device] if device.type == 'cuda' else [])
-
-    def iteration():                         # train.py's loop body with d_num = 1
-        trainer.d_step(sampler_A.draw(), sampler_B.draw())
-        trainer.g_step(sampler_A.draw(), sampler_B.draw())
-        sync()
-
-    with FlopCounterMode(display=False) as counter:
-        iteration()                          # also the warm-up
-    sec = seconds(iteration, args.iters)
-    sampler_rate = bs / seconds(lambda: (sampler_A.draw(), sync()), 50)
-    face = np.random.default_rng(0).integers(0, 256, (687, 409, 3), np.uint8)
-    landmarks = [165, 184, 244, 176, 196, 249, 194, 271, 266, 260]
-    align_rate = 1 / seconds(lambda: cv2.imencode('.jpg', align_face_5p(face, landmarks)), 50)
-    print(f'device: {device} ({torch.get_num_threads()} CPU threads), batch {bs}, '
-          f'{args.iters} timed iterations after 1 warm-up, {size}x{size}, '
-          f'{"bfloat16" if args.bf16 else "float32"}')
-    print(f'train iteration (D step + clip + G step): {sec:.3f} s (median)')
-    print(f'sampler ({size}x{size} cache -> device): {sampler_rate:.0f} images/s')
-    print(f'align.py per-image work (warp + JPEG encode), one process: {align_rate:.0f} images/s')
-    print(f'model FLOP per iteration: {counter.get_total_flops() / 1e12:.3f} TFLOP')
-    print(f'achieved: {counter.get_total_flops() / sec / 1e9:.1f} GFLOP/s')
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import torch
 
 import align
 import genegan as G
+from extras import evaluation, photos as own_photos, toy as toy_set
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REF = np.load(os.path.join(HERE, 'testdata', 'genegan_tf_reference.npz'))
@@ -436,7 +438,7 @@ def assert_same_run(ref, got):
 def test_toy_set_has_celeba_layout_and_true_landmarks(toy):
     with open(os.path.join(toy, 'list_attr_celeba.txt')) as f:
         lines = f.read().strip().split('\n')
-    assert lines[0] == str(TOY_FACES) and lines[1].split() == list(G.CELEBA_ATTRIBUTES)
+    assert lines[0] == str(TOY_FACES) and lines[1].split() == list(toy_set.CELEBA_ATTRIBUTES)
     assert len(lines[1].split()) == 40 and len(lines) == TOY_FACES + 2
     names = lines[1].split()
     for attribute in ('Smiling', 'Eyeglasses', 'Bangs'):
@@ -445,7 +447,7 @@ def test_toy_set_has_celeba_layout_and_true_landmarks(toy):
     assert G.read_partition(toy, TOY_FACES) == [0] * 160 + [1] * 20 + [2] * 20
     _, header, landmarks, names = G.read_table(toy, 'list_landmarks_celeba.txt')
     assert names == ['{:06d}.jpg'.format(i + 1) for i in range(TOY_FACES)]
-    assert header == list(G.LANDMARK_NAMES) and len(landmarks) == TOY_FACES
+    assert header == list(align.LANDMARK_NAMES) and len(landmarks) == TOY_FACES
     for i, lm in enumerate(landmarks[:40]):
         aligned = np.asarray(G.Image.open(G.aligned_path(toy, i)).convert('RGB'))
         assert aligned.shape == (256, 256, 3)
@@ -628,11 +630,11 @@ def test_128_trains_resumes_exactly_and_serves_demos_and_eval(toy, trained, tmp_
              for name in ('out1.jpg', 'out2.jpg', 'interpolation.jpg', 'four_matrix.jpg')}
     assert sizes == {'out1.jpg': (128, 128), 'out2.jpg': (128, 128),
                      'interpolation.jpg': (128 * 4, 128), 'four_matrix.jpg': (128 * 6, 128 * 2)}
-    monkeypatch.setattr(G, 'CLASSIFIER_BN_BATCHES', 2)
+    monkeypatch.setattr(evaluation, 'CLASSIFIER_BN_BATCHES', 2)
     assert G.main(eval_args(toy, tmp_path / 'ref', tmp_path / 'e.json', '--clf_steps', '1')) == 0
     assert json.loads((tmp_path / 'e.json').read_text())['iter'] == 2
     clf = G.load_checkpoint(os.path.join(toy, 'classifier_Smiling_128x128.pt'), 'cpu',
-                            G.CLASSIFIER_FORMAT, ('attribute', 'key', 'model'))
+                            evaluation.CLASSIFIER_FORMAT, ('attribute', 'key', 'model'))
     assert clf['model']['conv5.W'].shape == (512, 512, 4, 4)
     old = load(trained / 'model/latest.pt')          # written before 128 existed: read as 64
     del old['config']['img_size']
@@ -665,7 +667,7 @@ def test_aligned_and_cropped_layouts_give_the_same_training_faces(tmp_path, caps
     assert "of the 'align' layout" in out and 'list_landmarks_align_celeba.csv' in out
     assert G.Image.open(os.path.join(routes['align'], 'img_align_celeba/000001.jpg')).size == (178, 218)
     for layout in ('align', 'csv'):
-        lm = G.read_table(routes[layout], G.CELEBA_LAYOUTS[layout][1])[2]
+        lm = G.read_table(routes[layout], align.CELEBA_LAYOUTS[layout][1])[2]
         assert np.abs(np.array(lm)[:, :2] - [69, 111]).max() <= 3      # eyes where CelebA's are
     faces = {k: np.stack([G.train_resize(G.read_image(G.aligned_path(d, i))) for i in range(12)])
              for k, d in routes.items()}
@@ -756,8 +758,8 @@ def test_two_folders_of_any_size_train_resume_and_eval(folders, trained, toy, tm
     assert f"not 'CelebA, attribute Smiling, 107 A and 93 B images': pass --data_dir {data} " \
            f"--attribute trainA" in capsys.readouterr().err
     assert G.main(train_args(str(data), tmp_path / 'exp', 2, '--resume', '--skip_bad')) == 0
-    monkeypatch.setattr(G, 'CLASSIFIER_BATCH', 16)
-    monkeypatch.setattr(G, 'CLASSIFIER_BN_BATCHES', 2)
+    monkeypatch.setattr(evaluation, 'CLASSIFIER_BATCH', 16)
+    monkeypatch.setattr(evaluation, 'CLASSIFIER_BN_BATCHES', 2)
     assert G.main(eval_args(str(data), tmp_path / 'exp', tmp_path / 'e.json', '--num', '2',
                             '--clf_steps', '1')) == 0
     result = json.loads((tmp_path / 'e.json').read_text())
@@ -780,7 +782,7 @@ def test_align_own_photos_as_the_in_the_wild_route(toy, tmp_path, capsys):
     assert len(os.listdir(tmp_path / 'all')) == TOY_FACES
     photos = tmp_path / 'photos'                 # PNG photos, a CSV of fractional points
     photos.mkdir()
-    rows = ['image_id,' + ','.join(G.LANDMARK_NAMES)]
+    rows = ['image_id,' + ','.join(align.LANDMARK_NAMES)]
     for i in range(3):
         G.Image.open(os.path.join(toy, 'data', names[i])).save(photos / f'p{i}.png')
         rows.append(f'p{i}.png,' + ','.join(str(v + 0.25) for v in landmarks[i]))
@@ -841,7 +843,7 @@ def test_detected_points_are_near_the_true_ones_and_align_alike(toy):
     faces of seed 1: the largest of the five point errors up to 0.39 eye distances (median 0.14),
     the true points displaced by up to 19 px in the 256x256 aligned face (eye distance 70 px)."""
     _, _, landmarks, names = align.read_table(toy, 'list_landmarks_celeba.txt')
-    finder = align.face_finder()
+    finder = own_photos.face_finder()
     errors, shifts = [], []
     for i in DETECTED:
         faces = finder(align.cv2.imread(os.path.join(toy, "data", names[i])), names[i])
@@ -852,8 +854,8 @@ def test_detected_points_are_near_the_true_ones_and_align_alike(toy):
         aligned = [true @ m[:, :2].T + m[:, 2] for m in (align.get_align_5p_mat23(p, 256)
                                                         for p in (found, true))]
         shifts.append(np.linalg.norm(aligned[0] - aligned[1], axis=1).max())
-        assert align.fit_residual(found) < 0.3 and align.fit_residual(true) < 0.02, i
-        assert align.fit_residual(true[:, ::-1]) > 0.7, i    # x and y swapped: a mirror
+        assert own_photos.fit_residual(found) < 0.3 and own_photos.fit_residual(true) < 0.02, i
+        assert own_photos.fit_residual(true[:, ::-1]) > 0.7, i    # x and y swapped: a mirror
     assert max(errors) < 0.5 and np.median(errors) < 0.25, errors
     assert max(shifts) < 25, shifts
 
@@ -901,7 +903,7 @@ def test_align_finds_the_face_and_its_points(toy, tmp_path, capsys, monkeypatch)
     align.cli(['--images', str(photos), '--out_dir', 'found', '--num_workers', '1'])
     assert 'found the points of 3 of 5 photos' in capsys.readouterr().out
     rows = (tmp_path / 'found' / 'landmarks.txt').read_text().splitlines()
-    assert rows[:2] == ['3', ' '.join(G.LANDMARK_NAMES)] and len(rows) == 5
+    assert rows[:2] == ['3', ' '.join(align.LANDMARK_NAMES)] and len(rows) == 5
     assert (tmp_path / 'found' / 'failed.txt').read_text() == (
         f'{photos / "blank.png"}: no face found (give its points in a landmark file)\n'
         f'{photos / "sliver.png"}: no face: the image is 1 x 4000 pixels, and a face takes at '
@@ -920,10 +922,10 @@ def test_align_finds_the_face_and_its_points(toy, tmp_path, capsys, monkeypatch)
     before = sorted(os.listdir(tmp_path))
     align.cv2.imwrite(str(photos / 'blank.png'), np.full((120, 120, 3), 128, np.uint8))
     def no_dlib(m):
-        m.setitem(align.sys.modules, 'dlib', None)
+        m.setitem(sys.modules, 'dlib', None)
 
     def no_model_files(m):
-        m.setattr(align.importlib.util, 'find_spec', lambda name: None)
+        m.setattr(own_photos.importlib.util, 'find_spec', lambda name: None)
     for argv, message, patch in (
             (['--image', str(photos / 'blank.png')], 'no face found in', None),
             (['--image', two, '--face', '3'], '--face 3: ' + two + ' has 2 face(s) found', None),
@@ -932,7 +934,7 @@ def test_align_finds_the_face_and_its_points(toy, tmp_path, capsys, monkeypatch)
             (['--images', str(photos), '--out_dir', 'x'], 'the model files of face-recognition-models',
              no_model_files)):
         with monkeypatch.context() as m:
-            m.setattr(align, '_finder', None)
+            m.setattr(own_photos, '_finder', None)
             if patch:
                 patch(m)
             with pytest.raises(SystemExit) as exit_:
@@ -953,7 +955,7 @@ def test_face_search_on_a_large_photo_uses_bounded_copies(toy, tmp_path, capsys,
     photo = align.cv2.imread(os.path.join(toy, 'data', names[DETECTED[0]]))
     canvas = np.full((1100, 4400, 3), 128, np.uint8)
     canvas[300:300 + len(photo), 2000:2000 + photo.shape[1]] = photo
-    finder = align.face_finder()
+    finder = own_photos.face_finder()
     full, found = finder(photo, 'photo')[0], finder(canvas, 'canvas')[0]
     assert found[2] == 'HOG' and len(finder(canvas, 'canvas')) == 1
     true = np.reshape(landmarks[DETECTED[0]], (5, 2))
@@ -1002,8 +1004,8 @@ def eval_args(toy, trained, out, *extra):
 
 
 def test_eval_scores_a_checkpoint_with_a_trained_classifier(toy, trained, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(G, 'CLASSIFIER_BATCH', 16)      # half the default, for time
-    monkeypatch.setattr(G, 'CLASSIFIER_BN_BATCHES', 5)
+    monkeypatch.setattr(evaluation, 'CLASSIFIER_BATCH', 16)      # half the default, for time
+    monkeypatch.setattr(evaluation, 'CLASSIFIER_BN_BATCHES', 5)
     assert G.main(eval_args(toy, trained, tmp_path / 'eval.json')) == 0
     result = json.loads((tmp_path / 'eval.json').read_text())
     assert result['iter'] == 6 and result['attribute'] == 'Smiling' and result['num'] == 8
@@ -1020,7 +1022,7 @@ def test_eval_scores_a_checkpoint_with_a_trained_classifier(toy, trained, tmp_pa
     held = [i for i, p in enumerate(G.read_partition(toy, TOY_FACES)) if p == 2]
     images, _, _ = G.load_cache(G.load_dataset(toy))
     clf = G.Discriminator()
-    saved = G.load_checkpoint(os.path.join(toy, 'classifier_Smiling_64x64.pt'), 'cpu', G.CLASSIFIER_FORMAT,
+    saved = G.load_checkpoint(os.path.join(toy, 'classifier_Smiling_64x64.pt'), 'cpu', evaluation.CLASSIFIER_FORMAT,
                               ('attribute', 'key', 'model'))
     clf.load_state_dict(saved['model'])
     clf.eval()
