@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from align import (ALIGNED_SIZE, CELEBA_LAYOUTS, Parser, UserError, image_names, own_temp,
-                   read_image, read_table, refuse)
+from align import (ALIGNED_SIZE, Parser, UserError, image_names, own_temp, read_image, read_table,
+                   refuse)
 
 # ---- config: every number below comes from the official code (file named) or the paper -----------
 IMG_SIZE = 64                # dataset.py: nhwc = [64, 64, 64, 3]
@@ -203,11 +203,10 @@ def load_cache(data, num_workers=0, skip_bad=False, size=IMG_SIZE):
     if not (os.path.exists(cache) and meta and meta.get('fingerprint') == fingerprint):
         meta = build_cache(data, cache, size, fingerprint, num_workers)
     bad = meta['bad']
-    if bad and not skip_bad:
-        shown = '; '.join(why for _, why in bad[:3])
-        raise UserError(f'{len(bad)} image(s) missing or unreadable (all listed in '
-                        f'{cache[:-4]}_bad.txt): {shown}{"; ..." if len(bad) > 3 else ""}. '
-                        f'Re-align or replace them, or pass --skip_bad to train without them')
+    shown = '; '.join(why for _, why in bad[:3]) + ('; ...' if len(bad) > 3 else '')
+    refuse(bad and not skip_bad, f'{len(bad)} image(s) missing or unreadable (all listed in '
+           f'{cache[:-4]}_bad.txt): {shown}. Re-align or replace them, or pass --skip_bad to '
+           f'train without them')
     return np.load(cache, mmap_mode='r'), {i for i, _ in bad}, fingerprint
 
 def cache_dtype(paths, size):
@@ -534,8 +533,7 @@ class TFRMSProp(torch.optim.Optimizer):
 class Trainer:
     """The two update ops of model.py (d_opt + clip_d, g_opt) as train.py runs them. Each step
     takes float32 NCHW batches in [0, 255] and returns its losses (0-dim tensors, no host sync)
-    on the weights it trains. bf16 (--bf16, not the TF code's): the networks' forward and
-    backward under autocast to bfloat16; the losses from float32 copies of their outputs."""
+    on the weights it trains. bf16 (--bf16): the networks under autocast, the losses in float32."""
     def __init__(self, model, lr=LEARNING_RATE, clip_after_update=False, bf16=False):
         self.model, self.bf16 = model, bf16
         self.g_params = [p for _, p in g_var_list(model)]
@@ -636,8 +634,7 @@ def train(args):
         for key, value in state.items():
             value.load_state_dict(ckpt[key])
         torch.set_rng_state(ckpt['torch_rng'].cpu())
-    sample_dir = os.path.join(args.exp_dir, 'sample_img')
-    log_dir = os.path.join(args.exp_dir, 'logs')
+    sample_dir, log_dir = (os.path.join(args.exp_dir, d) for d in ('sample_img', 'logs'))
     for d in (model_dir, sample_dir, log_dir):
         os.makedirs(d, exist_ok=True)
     lock = hold_exp_dir(args.exp_dir)
@@ -653,9 +650,8 @@ def train(args):
             # Losses are those before each update: a step that broke the weights shows only here.
             var = non_finite(model.tf_state())
             what = var and f'iteration {i}: variable {var} is not finite after the update'
-        if what:
-            kept = latest if os.path.exists(latest) else 'none yet'
-            raise UserError(f'{what}; training stopped, the last good checkpoint ({kept}) is kept')
+        kept = latest if os.path.exists(latest) else 'none yet'
+        refuse(what, f'{what}; training stopped, the last good checkpoint ({kept}) is kept')
 
     def save(i, paths):
         stop_if_broken(i)
@@ -796,11 +792,11 @@ def demo(args):
     """test.py: main. Checks every input before the model runs, so bad input writes nothing."""
     device = pick_device(args.device)
     src = read_image(args.input)
-    targets = [read_image(p) for p in (args.targets if args.mode == 'matrix' else [args.target])]
+    targets = [read_image(p) for p in (args.targets if args.command == 'matrix' else [args.target])]
     model = load_model(args, device)[2]
-    if args.mode == 'swap':             # out1 = Bx, out2 = Ae
+    if args.command == 'swap':             # out1 = Bx, out2 = Ae
         outputs = dict(zip(('out1.jpg', 'out2.jpg'), swap(model, src, targets[0])))
-    elif args.mode == 'interpolation':
+    elif args.command == 'interpolation':
         outputs = {'interpolation.jpg': interpolation(model, src, targets[0], args.num)}
     else:
         outputs = {'four_matrix.jpg': matrix(model, src, targets, args.size)}
@@ -827,24 +823,17 @@ def pick_device(name='auto', tf32=False, deterministic=False, bf16=False):
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
-    native = bf16 and bf16_native(device)
-    refuse(bf16 and device.type != 'cpu' and not native,
-           f'--bf16: {device} has no native bfloat16 (CUDA needs compute capability '
-           f'8.0 or later, MPS macOS 14 or later); run without --bf16')
-    if bf16:
+    if bf16:    # native: CUDA's own check; MPS from macOS 14; x86 CPUs with AVX512_BF16 or AMX
+        # (PyTorch's private helpers: get_cpu_capability names no bf16); unknown on other CPUs
+        native = (torch.cuda.is_bf16_supported(including_emulation=False) if device.type == 'cuda'
+                  else torch.backends.mps.is_macos_or_newer(14, 0) if device.type == 'mps'
+                  else None if platform.machine().lower() not in ('x86_64', 'amd64')
+                  else torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        refuse(device.type != 'cpu' and not native, f'--bf16: {device} has no native bfloat16 '
+               f'(CUDA needs compute capability 8.0 or later, MPS macOS 14); run without --bf16')
         print(f'--bf16: native bfloat16 on {device}: ' + {True: 'yes', None: 'unknown (not x86)',
               False: 'no, and it may run slower than float32'}[native], file=sys.stderr)
     return device
-
-def bf16_native(device):
-    """CUDA's own check; MPS from macOS 14; on x86 CPUs AVX512_BF16 or AMX (PyTorch's private
-    helpers: the public get_cpu_capability names no bf16). None on other CPUs (Arm): unknown."""
-    if device.type != 'cpu':
-        return (torch.cuda.is_bf16_supported(including_emulation=False) if device.type == 'cuda'
-                else torch.backends.mps.is_macos_or_newer(14, 0))
-    if platform.machine().lower() in ('x86_64', 'amd64'):
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return None
 
 def atomic_write(paths, data):
     """Write bytes to each path through a temp file of this process's own, fsync and rename: a
@@ -1015,40 +1004,47 @@ class Help(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):         # no "(default: None)"
         return action.help if action.default is None else super()._get_help_string(action)
 
-def build_parser():
+# This project's own commands: extras/MODULE.py holds each one's flags and its main(args).
+ADDITIONS = {'eval': ('evaluation', 'score a checkpoint: transfer, removal, PSNR'),
+             'toy': ('toy', 'write a toy data set: CelebA\'s files or two folders'),
+             'bench': ('bench', 'time training, sampling and alignment on synthetic data')}
+
+def build_parser(run=None):
+    """The CLI; RUN names the command to be run, whose module alone is imported (its flags)."""
     parser = Parser(description='GeneGAN (arXiv:1705.04932), a port of the official TF code.')
     sub = parser.add_subparsers(dest='command', required=True)
 
-    def flags(*specs):                  # flags that several subcommands share
-        shared = argparse.ArgumentParser(add_help=False)
-        for names, kw in specs:
-            shared.add_argument(*names, **kw)
-        return shared
-    attr = flags((['-a', '--attr', '--attribute'], dict(dest='attribute', help=(
+    # flags that several commands share, as argparse parents
+    shared = {k: argparse.ArgumentParser(add_help=False)
+              for k in ('attr', 'data', 'workers', 'device', 'speed', 'model')}
+    shared['attr'].add_argument('-a', '--attr', '--attribute', dest='attribute', help=(
         'column of list_attr_celeba, 1 = set A, -1 = B (default Smiling); two folders: a name '
-        '(default trainA)'))))
-    data = flags((['--data_dir'], dict(default='datasets/celebA',
-                                       help='CelebA, a toy set, or two folders trainA/ trainB/')))
-    workers = flags((['--num_workers'], dict(type=int, default=os.cpu_count(),
-                                             help='processes that build the training cache')))
-    device = flags((['--device'], dict(default='auto', help='auto (mps, cuda, cpu), or a name')))
-    speed = flags((['--compile'], dict(action='store_true', help='torch.compile the 4 networks')),
-                  (['--tf32'], dict(action='store_true', help='allow TF32 on CUDA (TF: float32)')),
-                  (['--bf16'], dict(action='store_true', help=(
-                      'networks in bfloat16 (autocast), weights, losses float32 (TF: float32)'))),
-                  (['--img_size'], dict(type=int, choices=IMG_SIZES, default=IMG_SIZE, help=(
-                      'image side: 64 (dataset.py), or 128 with one more layer a network'))))
-    model = flags((['--model_dir'], dict(default='train_log/model', help=(
-        'the newest checkpoint in this folder (or its model/)'))),
-                  (['--ckpt'], dict(help='a checkpoint file (instead of --model_dir)')))
+        '(default trainA)'))
+    shared['data'].add_argument('--data_dir', default='datasets/celebA',
+                                help='CelebA, a toy set, or two folders trainA/ trainB/')
+    shared['workers'].add_argument('--num_workers', type=int, default=os.cpu_count(),
+                                   help='processes that build the training cache')
+    shared['device'].add_argument('--device', default='auto',
+                                  help='auto (mps, cuda, cpu), or a name')
+    speed = shared['speed'].add_argument
+    speed('--compile', action='store_true', help='torch.compile the 4 networks')
+    speed('--tf32', action='store_true', help='allow TF32 on CUDA (TF: float32)')
+    speed('--bf16', action='store_true',
+          help='networks in bfloat16 (autocast), weights, losses float32 (TF: float32)')
+    speed('--img_size', type=int, choices=IMG_SIZES, default=IMG_SIZE,
+          help='image side: 64 (dataset.py), or 128 with one more layer a network')
+    shared['model'].add_argument('--model_dir', default='train_log/model',
+                                 help='the newest checkpoint in this folder (or its model/)')
+    shared['model'].add_argument('--ckpt', help='a checkpoint file (instead of --model_dir)')
 
     def command(name, func, help, parents=()):
-        p = sub.add_parser(name, help=help, parents=parents, formatter_class=Help)
+        p = sub.add_parser(name, help=help, parents=[shared[k] for k in parents],
+                           formatter_class=Help)
         p.set_defaults(func=func)
         return p.add_argument
 
     add = command('train', train, 'train on CelebA or two folders (train.py)',
-                  [attr, data, device, workers, speed])
+                  ['attr', 'data', 'device', 'workers', 'speed'])
     add('--exp_dir', default='train_log', help='model/, logs/ and sample_img/ go here')
     for flag, default, what in (
             ('max_iter', MAX_ITER, 'iterations to train (dataset.py: max_iter)'),
@@ -1076,7 +1072,7 @@ def build_parser():
     for mode, help_text in (('swap', 'swap an attribute between two faces'),
                             ('interpolation', 'scale an attribute: interpolation.jpg'),
                             ('matrix', 'blend four attribute codes: four_matrix.jpg')):
-        add = command(mode, demo, f'{help_text} (test.py)', [model, device])
+        add = command(mode, demo, f'{help_text} (test.py)', ['model', 'device'])
         add('-i', '--input', required=True, help='source image')
         if mode == 'matrix':
             add('--targets', nargs=4, required=True, help='four images with the attribute')
@@ -1087,33 +1083,17 @@ def build_parser():
         if mode == 'interpolation':
             add('-n', '--num', type=at_least(1), default=2, help='interpolation steps')
         add('--out_dir', default='.', help='created if missing')
-        sub.choices[mode].set_defaults(mode=mode)
 
-    add = command('eval', addition('evaluation'), 'score a checkpoint: transfer, removal, PSNR',
-                  [attr, data, model, device, workers])
-    add('--num', type=at_least(1), default=100, help='held-out faces of each set')
-    add('--clf_steps', type=at_least(1), default=300,
-        help='steps to train a new classifier')
-    add('--out', help='JSON file (default: eval_{attr}_{iter}.json beside the checkpoint)')
-
-    add = command('toy', addition('toy'), 'write a toy data set: CelebA\'s files or two folders')
-    add('--out', required=True, help='a new folder')
-    add('-a', '--attr', '--attribute', dest='attribute',
-        help='with --layout folders: the attribute that splits A from B (default Smiling)')
-    add('--num', type=at_least(2), default=200, help='faces')
-    add('--seed', type=int, default=0, help='drawing seed')
-    add('--layout', choices=[*CELEBA_LAYOUTS, 'folders'], default='wild',
-        help='in-the-wild (data/), aligned-and-cropped (img_align_celeba/), its CSV mirror, or '
-             'aligned faces in trainA/ trainB/ testA/ testB/ split by --attr')
-
-    add = command('bench', addition('bench'),
-                  'time training, sampling and alignment on synthetic data', [device, speed])
-    add('--batch_size', type=at_least(1), default=BATCH_SIZE, help='images per set')
-    add('--iters', type=at_least(1), default=3, help='timed iterations')
+    for name, (module, help_text) in ADDITIONS.items():
+        extra = importlib.import_module(f'extras.{module}') if name == run else None
+        add = command(name, addition(module), help_text, extra.SHARED_FLAGS if extra else ())
+        if extra:                       # its own flags live with it
+            extra.add_flags(add)
     return parser
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         args.func(args)
     except (UserError, OSError) as err:     # OSError: the file system (full disk, permissions)

@@ -7,7 +7,16 @@ import numpy as np
 import torch
 
 from align import align_face_5p
-from genegan import GeneGAN, Sampler, Trainer, pick_device, prepare_for_training
+from genegan import (BATCH_SIZE, GeneGAN, Sampler, Trainer, at_least, pick_device,
+                     prepare_for_training)
+
+SHARED_FLAGS = ('device', 'speed')
+
+
+def add_flags(add):
+    add('--batch_size', type=at_least(1), default=BATCH_SIZE, help='images per set')
+    add('--iters', type=at_least(1), default=3, help='timed iterations')
+
 
 def seconds(work, n):
     """Median seconds per call of work() over n calls (timeit's: garbage collection off)."""

@@ -9,14 +9,22 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from align import refuse
-from genegan import (Discriminator, Sampler, atomic_write, build_model, inference, load_cache,
-                     load_checkpoint, load_dataset, load_model, pick_device, require_same_config,
-                     save_checkpoint, to_device)
+from genegan import (Discriminator, Sampler, at_least, atomic_write, build_model, inference,
+                     load_cache, load_checkpoint, load_dataset, load_model, pick_device,
+                     require_same_config, save_checkpoint, to_device)
 
 CLASSIFIER_FORMAT = 'genegan-pytorch-classifier/1'
 CLASSIFIER_BATCH, CLASSIFIER_LR = 32, 2e-4   # Adam on the logistic loss
 CLASSIFIER_BN_BATCHES = 20   # batches that give its BatchNorm layers their moving statistics
 HELD_OUT_SHARE = 0.1         # without a partition: the last 10% of each set, as CelebA's
+SHARED_FLAGS = ('attr', 'data', 'model', 'device', 'workers')
+
+
+def add_flags(add):
+    add('--num', type=at_least(1), default=100, help='held-out faces of each set')
+    add('--clf_steps', type=at_least(1), default=300, help='steps to train a new classifier')
+    add('--out', help='JSON file (default: eval_{attr}_{iter}.json beside the checkpoint)')
+
 
 def held_out_rows(data):
     """The test partition (2) where the data set has one, else the last 10% of each set.

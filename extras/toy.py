@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from align import CELEBA_LAYOUTS, LANDMARK_NAMES, align_face_5p, mean_face_lm5p, refuse
-from genegan import PARTITIONS
+from genegan import PARTITIONS, at_least
 
 CELEBA_ATTRIBUTES = (
     '5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose '
@@ -21,6 +21,20 @@ HAIR_COLOURS = {'Black_Hair': (30, 30, 35), 'Blond_Hair': (90, 200, 230),     # 
 # img_align_celeba: 178x218 crops, the 5 landmarks near these places (means of CelebA's list)
 CELEBA_ALIGNED_SIZE = (178, 218)
 CELEBA_ALIGNED_LM = np.float32([[69, 111], [108, 111], [88, 134], [72, 152], [106, 152]])
+
+SHARED_FLAGS = ()
+
+
+def add_flags(add):
+    add('--out', required=True, help='a new folder')
+    add('-a', '--attr', '--attribute', dest='attribute',
+        help='with --layout folders: the attribute that splits A from B (default Smiling)')
+    add('--num', type=at_least(2), default=200, help='faces')
+    add('--seed', type=int, default=0, help='drawing seed')
+    add('--layout', choices=[*CELEBA_LAYOUTS, 'folders'], default='wild',
+        help='in-the-wild (data/), aligned-and-cropped (img_align_celeba/), its CSV mirror, or '
+             'aligned faces in trainA/ trainB/ testA/ testB/ split by --attr')
+
 
 def draw_toy_face(rng, attrs):
     """One in-the-wild-sized canvas with a drawn face at a random place, scale and roll.
