@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -1026,7 +1027,6 @@ def write_evil_checkpoint(path, marker):
     torch.save({'format': G.CHECKPOINT_FORMAT, 'payload': Evil()}, path)
 
 
-@pytest.mark.filterwarnings('ignore::PIL.Image.DecompressionBombWarning')
 def edited_copy(toy, dst, name, edit):
     """A copy of the toy set with one list file's lines edited."""
     data = copy_toy(toy, dst)
@@ -1039,8 +1039,11 @@ def edited_copy(toy, dst, name, edit):
     return data
 
 
-def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp_path, capsys, monkeypatch):
-    """Each user-facing error path: exit code 2, one line on stderr, nothing written."""
+@pytest.fixture(scope='module')
+def bad(toy, trained, tmp_path_factory):
+    """The broken inputs that the user-error cases below name, built once, and the folder they
+    lie in (tmp_path), where no case may write anything."""
+    tmp_path = tmp_path_factory.mktemp('bad')
     good = str(trained / 'model/latest.pt')
     torch.save({'format': G.CHECKPOINT_FORMAT, **{k: {} for k in G.CHECKPOINT_KEYS if k != 'config'}},
                tmp_path / 'no_config.pt')
@@ -1113,107 +1116,221 @@ def test_every_user_error_is_one_line_exit_2_without_traceback(toy, trained, tmp
                 '--out', str(tmp_path / 'eval.json')]
     exp = str(tmp_path / 'exp_new')
     train = ['train', '--batch_size', '2']
-    cases = [
-        ([*train, '--data_dir', str(tmp_path / 'nowhere'), '--exp_dir', exp], 'data directory not found'),
-        ([*train, '--exp_dir', exp], 'datasets/celebA; pass --data_dir (CelebA or two folders), or '
-                                     'draw a toy set: python genegan.py toy --out datasets/toy'),
-        ([*train, '--data_dir', toy, '--exp_dir', exp, '-a', 'Smilling'], 'did you mean Smiling? (case'),
-        ([*train, '--data_dir', toy, '--exp_dir', exp, '-a', 'smiling'], 'did you mean Smiling? (case'),
-        ([*train, '--data_dir', no_attr, '--exp_dir', exp], 'list_attr_celeba.txt (or .csv) not found'),
-        ([*train, '--data_dir', csv_no_header, '--exp_dir', exp], 'expected the header "image_id'),
-        ([*train, '--data_dir', no_partition, '--exp_dir', exp, '--partition', 'train'],
-         'list_eval_partition.txt (or .csv) not found'),
-        ([*train, '--data_dir', bad_partition, '--exp_dir', exp, '--partition', 'train'],
-         'list_eval_partition.txt:7: expected "name 0|1|2"'),
-        ([*train, '--data_dir', no_align, '--exp_dir', exp], 'run: python align.py'),
-        ([*train, '--data_dir', toy, '--exp_dir', exp, '-a', 'Wings'], 'valid: 5_o_Clock_Shadow'),
-        ([*train, '--data_dir', no_pos, '--exp_dir', exp, '-a', 'Bangs'], 'no positive (1) rows'),
-        ([*train, '--data_dir', toy, '--exp_dir', exp, '--batch_size', '999'], 'larger than set A'),
-        ([*train, '--data_dir', str(two['two_empty']), '--exp_dir', exp],
-         f'no images in {two["two_empty"] / "trainB"} (any image PIL reads'),
-        ([*train, '--data_dir', str(tmp_path / 'two_noB'), '--exp_dir', exp],
-         f'no images in {tmp_path / "two_noB" / "trainB"} (any image PIL reads'),
-        ([*train, '--data_dir', str(two['two_half']), '--exp_dir', exp],
-         'needs both testA/ and testB/ (the held-out test partition), or neither'),
-        ([*train, '--data_dir', str(two['two']), '--exp_dir', exp, '--partition', 'train'],
-         'needs both testA/ and testB/ (the held-out test partition) for --partition train'),
-        ([*train, '--data_dir', toy, '--exp_dir', exp, '--resume'], '--resume: no checkpoint'),
-        ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'run')], 'already holds a run'),
-        ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'run'), '--resume',
-          '--second_ratio', '0.5'], 'trained with second_ratio 0.25, not 0.5: pass --second_ratio 0.25'),
-        ([*train, '--data_dir', toy, '--exp_dir', exp, '--device', 'cuda:7'], 'is not available here'),
-        ([*train, '--data_dir', toy, '--exp_dir', exp, '--max_iter', '0'], 'argument --max_iter: must be at least 1'),
-        ([*train, '--data_dir', toy, '--exp_dir', exp, '--batch_size', 'two'], "invalid integer value: 'two'"),
-        ([*train, '--data_dir', toy, '--exp_dir', str(tmp_path / 'a_file' / 'exp')], 'Not a directory'),
-        ([*demo, '--ckpt', str(tmp_path / 'missing.pt')], 'checkpoint not found'),
-        ([*demo, '--ckpt', str(tmp_path / 'empty.pt')], 'empty.pt is empty'),
-        ([*demo, '--ckpt', str(tmp_path / 'truncated.pt')], 'truncated.pt is truncated or damaged'),
-        ([*demo, '--ckpt', str(tmp_path / 'notimage.jpg')], 'notimage.jpg is not a PyTorch file'),
-        ([*demo, '--ckpt', str(tmp_path / 'evil.pt')], 'would call posix.system when unpickled'),
-        ([*demo, '--ckpt', str(tmp_path / 'no_config.pt')], 'no_config.pt lacks config'),
-        ([*evaluate, '--data_dir', toy, '-a', 'Bangs'],
-         f"trained with data 'CelebA, attribute Smiling, 107 A and 93 B images', not 'CelebA, "
-         f"attribute Bangs, 102 A and 98 B images': pass --data_dir {toy} --attribute Smiling"),
-        ([*evaluate, '--data_dir', toy, '--num', '50'], 'held-out images (test partition); lower --num'),
-        ([*evaluate, '--data_dir', bad_partition], 'list_eval_partition.txt:7'),
-        ([*evaluate, '--data_dir', bad_clf], 'classifier_Smiling_64x64.pt is truncated or damaged'),
-        ([*evaluate, '--data_dir', not_clf], 'but not a genegan-pytorch-classifier/1 file'),
-        ([*evaluate, '--data_dir', evil_clf], 'refused to load'),
-        ([*evaluate, '--data_dir', str(tmp_path / 'nowhere')], 'or draw a toy set: python genegan.py toy'),
-        ([*evaluate, '--data_dir', toy, '-a', 'eyeglasses'], 'did you mean Eyeglasses? (case matters)'),
-        ([*demo, '--model_dir', str(tmp_path / 'no_models')], 'or its model/ (train first: python '
-                                                               'genegan.py train --exp_dir DIR'),
-        (['swap', '-i', str(tmp_path / 'nope.jpg'), '-t', face, '--ckpt', good], 'image not found'),
-        (['swap', '-i', face, '-t', str(tmp_path / 'notimage.jpg'), '--ckpt', good], 'not a readable image'),
-        (['swap', '-i', str(tmp_path / 'big.png'), '-t', face, '--ckpt', good], 'too large to decode'),
-        (['swap', '-i', face, '-t', face, '--ckpt', good, '--out_dir', str(tmp_path / 'a_file' / 'x')],
-         'Not a directory'),
-        (['interpolation', '-i', face, '-t', face, '--ckpt', good, '-n', '0'], 'argument -n/--num: must be at least 1'),
-        (['matrix', '-i', face, '--targets', face, face, face, face, '--ckpt', good, '-s', '1', '3'],
-         'argument -s/--size: must be at least 2'),
-        (['matrix', '-i', face, '--targets', face, face, '--ckpt', good], 'expected 4 arguments'),
-        (['toy', '--out', str(tmp_path / 'toy2'), '--num', '1'], 'argument --num: must be at least 2'),
-        (['toy', '--out', toy], 'already holds images'),
-        (['toy', '--out', str(tmp_path / 'toy3'), '--attr', 'Bangs'], 'toy --layout folders splits by'),
-        (['toy', '--out', str(tmp_path / 'toy3'), '--layout', 'folders', '--attr', 'Wings'],
-         "--attr 'Wings'"),
-    ]
+    return types.SimpleNamespace(
+        tmp_path=tmp_path, toy=toy, good=good, face=face, demo=demo, evaluate=evaluate, exp=exp,
+        train=train, two=two, no_attr=no_attr, no_align=no_align, no_pos=no_pos,
+        no_partition=no_partition, bad_partition=bad_partition, csv_no_header=csv_no_header,
+        bad_clf=bad_clf, not_clf=not_clf, evil_clf=evil_clf, lm_mismatch=lm_mismatch, no_lm=no_lm,
+        bad_lm=bad_lm, csv_no_column=csv_no_column, issue7=issue7)
+
+
+def files_under(*folders):
+    """Every file below the folders, with its size and mtime: what a case must leave as it was."""
+    return sorted((os.path.join(d, n), os.stat(os.path.join(d, n)).st_size,
+                   os.stat(os.path.join(d, n)).st_mtime_ns)
+                  for folder in folders for d, _, names in os.walk(folder) for n in names)
+
+
+USER_ERRORS = {     # a case: the broken inputs -> (genegan.py's argv, what its one line says)
+    'train-data-directory-not-found': lambda b: (
+        [*b.train, '--data_dir', str(b.tmp_path / 'nowhere'), '--exp_dir', b.exp],
+        'data directory not found'),
+    'train-datasets-celeba-pass-data': lambda b: (
+        [*b.train, '--exp_dir', b.exp],
+        'datasets/celebA; pass --data_dir (CelebA or two folders), or '
+        'draw a toy set: python genegan.py toy --out datasets/toy'),
+    'train-did-you-mean-smiling': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '-a', 'Smilling'],
+        'did you mean Smiling? (case'),
+    'train-did-you-mean-smiling-2': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '-a', 'smiling'],
+        'did you mean Smiling? (case'),
+    'train-list-attr-celeba-txt': lambda b: (
+        [*b.train, '--data_dir', b.no_attr, '--exp_dir', b.exp],
+        'list_attr_celeba.txt (or .csv) not found'),
+    'train-expected-the-header-image': lambda b: (
+        [*b.train, '--data_dir', b.csv_no_header, '--exp_dir', b.exp],
+        'expected the header "image_id'),
+    'train-list-eval-partition-txt': lambda b: (
+        [*b.train, '--data_dir', b.no_partition, '--exp_dir', b.exp, '--partition', 'train'],
+        'list_eval_partition.txt (or .csv) not found'),
+    'train-list-eval-partition-txt-2': lambda b: (
+        [*b.train, '--data_dir', b.bad_partition, '--exp_dir', b.exp, '--partition', 'train'],
+        'list_eval_partition.txt:7: expected "name 0|1|2"'),
+    'train-run-python-align-py': lambda b: (
+        [*b.train, '--data_dir', b.no_align, '--exp_dir', b.exp],
+        'run: python align.py'),
+    'train-valid-5-o-clock': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '-a', 'Wings'],
+        'valid: 5_o_Clock_Shadow'),
+    'train-no-positive-1-rows': lambda b: (
+        [*b.train, '--data_dir', b.no_pos, '--exp_dir', b.exp, '-a', 'Bangs'],
+        'no positive (1) rows'),
+    'train-larger-than-set-a': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--batch_size', '999'],
+        'larger than set A'),
+    'train-no-images-in-any': lambda b: (
+        [*b.train, '--data_dir', str(b.two['two_empty']), '--exp_dir', b.exp],
+        f'no images in {b.two["two_empty"] / "trainB"} (any image PIL reads'),
+    'train-no-images-in-any-2': lambda b: (
+        [*b.train, '--data_dir', str(b.tmp_path / 'two_noB'), '--exp_dir', b.exp],
+        f'no images in {b.tmp_path / "two_noB" / "trainB"} (any image PIL reads'),
+    'train-needs-both-testa-and': lambda b: (
+        [*b.train, '--data_dir', str(b.two['two_half']), '--exp_dir', b.exp],
+        'needs both testA/ and testB/ (the held-out test partition), or neither'),
+    'train-needs-both-testa-and-2': lambda b: (
+        [*b.train, '--data_dir', str(b.two['two']), '--exp_dir', b.exp, '--partition', 'train'],
+        'needs both testA/ and testB/ (the held-out test partition) for --partition train'),
+    'train-resume-no-checkpoint': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--resume'],
+        '--resume: no checkpoint'),
+    'train-already-holds-a-run': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', str(b.tmp_path / 'run')],
+        'already holds a run'),
+    'train-trained-with-second-ratio': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', str(b.tmp_path / 'run'), '--resume',
+         '--second_ratio', '0.5'],
+        'trained with second_ratio 0.25, not 0.5: pass --second_ratio 0.25'),
+    'train-is-not-available-here': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--device', 'cuda:7'],
+        'is not available here'),
+    'train-argument-max-iter-must': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--max_iter', '0'],
+        'argument --max_iter: must be at least 1'),
+    'train-invalid-integer-value-two': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--batch_size', 'two'],
+        "invalid integer value: 'two'"),
+    'train-not-a-directory': lambda b: (
+        [*b.train, '--data_dir', b.toy, '--exp_dir', str(b.tmp_path / 'a_file' / 'exp')],
+        'Not a directory'),
+    'swap-checkpoint-not-found': lambda b: (
+        [*b.demo, '--ckpt', str(b.tmp_path / 'missing.pt')],
+        'checkpoint not found'),
+    'swap-empty-pt-is-empty': lambda b: (
+        [*b.demo, '--ckpt', str(b.tmp_path / 'empty.pt')],
+        'empty.pt is empty'),
+    'swap-truncated-pt-is-truncated': lambda b: (
+        [*b.demo, '--ckpt', str(b.tmp_path / 'truncated.pt')],
+        'truncated.pt is truncated or damaged'),
+    'swap-notimage-jpg-is-not': lambda b: (
+        [*b.demo, '--ckpt', str(b.tmp_path / 'notimage.jpg')],
+        'notimage.jpg is not a PyTorch file'),
+    'swap-would-call-posix-system': lambda b: (
+        [*b.demo, '--ckpt', str(b.tmp_path / 'evil.pt')],
+        'would call posix.system when unpickled'),
+    'swap-no-config-pt-lacks': lambda b: (
+        [*b.demo, '--ckpt', str(b.tmp_path / 'no_config.pt')],
+        'no_config.pt lacks config'),
+    'eval-trained-with-data-celeba': lambda b: (
+        [*b.evaluate, '--data_dir', b.toy, '-a', 'Bangs'],
+        f"trained with data 'CelebA, attribute Smiling, 107 A and 93 B images', not 'CelebA, "
+        f"attribute Bangs, 102 A and 98 B images': pass --data_dir {b.toy} --attribute Smiling"),
+    'eval-held-out-images-test': lambda b: (
+        [*b.evaluate, '--data_dir', b.toy, '--num', '50'],
+        'held-out images (test partition); lower --num'),
+    'eval-list-eval-partition-txt': lambda b: (
+        [*b.evaluate, '--data_dir', b.bad_partition],
+        'list_eval_partition.txt:7'),
+    'eval-classifier-smiling-64x64-pt': lambda b: (
+        [*b.evaluate, '--data_dir', b.bad_clf],
+        'classifier_Smiling_64x64.pt is truncated or damaged'),
+    'eval-but-not-a-genegan': lambda b: (
+        [*b.evaluate, '--data_dir', b.not_clf],
+        'but not a genegan-pytorch-classifier/1 file'),
+    'eval-refused-to-load': lambda b: (
+        [*b.evaluate, '--data_dir', b.evil_clf],
+        'refused to load'),
+    'eval-or-draw-a-toy': lambda b: (
+        [*b.evaluate, '--data_dir', str(b.tmp_path / 'nowhere')],
+        'or draw a toy set: python genegan.py toy'),
+    'eval-did-you-mean-eyeglasses': lambda b: (
+        [*b.evaluate, '--data_dir', b.toy, '-a', 'eyeglasses'],
+        'did you mean Eyeglasses? (case matters)'),
+    'swap-or-its-model-train': lambda b: (
+        [*b.demo, '--model_dir', str(b.tmp_path / 'no_models')],
+        'or its model/ (train first: python '
+        'genegan.py train --exp_dir DIR'),
+    'swap-image-not-found': lambda b: (
+        ['swap', '-i', str(b.tmp_path / 'nope.jpg'), '-t', b.face, '--ckpt', b.good],
+        'image not found'),
+    'swap-not-a-readable-image': lambda b: (
+        ['swap', '-i', b.face, '-t', str(b.tmp_path / 'notimage.jpg'), '--ckpt', b.good],
+        'not a readable image'),
+    'swap-too-large-to-decode': lambda b: (
+        ['swap', '-i', str(b.tmp_path / 'big.png'), '-t', b.face, '--ckpt', b.good],
+        'too large to decode'),
+    'swap-not-a-directory': lambda b: (
+        ['swap', '-i', b.face, '-t', b.face, '--ckpt', b.good, '--out_dir',
+         str(b.tmp_path / 'a_file' / 'x')],
+        'Not a directory'),
+    'interpolation-argument-n-num-must': lambda b: (
+        ['interpolation', '-i', b.face, '-t', b.face, '--ckpt', b.good, '-n', '0'],
+        'argument -n/--num: must be at least 1'),
+    'matrix-argument-s-size-must': lambda b: (
+        ['matrix', '-i', b.face, '--targets', b.face, b.face, b.face, b.face, '--ckpt', b.good,
+         '-s', '1', '3'],
+        'argument -s/--size: must be at least 2'),
+    'matrix-expected-4-arguments': lambda b: (
+        ['matrix', '-i', b.face, '--targets', b.face, b.face, '--ckpt', b.good],
+        'expected 4 arguments'),
+    'toy-argument-num-must-be': lambda b: (
+        ['toy', '--out', str(b.tmp_path / 'toy2'), '--num', '1'],
+        'argument --num: must be at least 2'),
+    'toy-already-holds-images': lambda b: (
+        ['toy', '--out', b.toy],
+        'already holds images'),
+    'toy-toy-layout-folders-splits': lambda b: (
+        ['toy', '--out', str(b.tmp_path / 'toy3'), '--attr', 'Bangs'],
+        'toy --layout folders splits by'),
+    'toy-attr-wings': lambda b: (
+        ['toy', '--out', str(b.tmp_path / 'toy3'), '--layout', 'folders', '--attr', 'Wings'],
+        "--attr 'Wings'"),
+}
+
+
+@pytest.mark.parametrize('case', USER_ERRORS)
+def test_user_error_is_one_line_exit_2_and_writes_nothing(bad, case, capsys, monkeypatch):
+    argv, message = USER_ERRORS[case](bad)
     monkeypatch.setattr(G.Image, 'MAX_IMAGE_PIXELS', 50000)   # 256x256 passes, 400x400 is refused
-    monkeypatch.chdir(tmp_path)                 # train's default --data_dir is relative
-    for argv, message in cases:
-        capsys.readouterr()
-        try:
-            code = G.main(argv)
-        except SystemExit as exit_:
-            code = exit_.code
-        err = capsys.readouterr().err
-        lines = [line for line in err.splitlines() if line.strip()]
-        assert code == 2, (argv, err)
-        assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], (argv, err)
-    assert not os.path.exists(exp) and not (tmp_path / 'demo_out').exists()
-    assert not (tmp_path / 'toy3').exists() and not list(two['two'].glob('*.npy'))
-    assert not (tmp_path / 'eval.json').exists()
-    assert not (tmp_path / 'pwned').exists(), 'the crafted pickle must not run'
-    for data_dir, message in ((lm_mismatch, f'has {TOY_FACES - 1} rows but'),
-                              (no_lm, 'no CelebA layout in'), (str(tmp_path / 'nowhere'), 'looked for data/*.jpg'),
-                              (bad_lm, 'list_landmarks_celeba.txt:5: values must be integers'),
-                              (csv_no_column, 'list_landmarks_align_celeba.csv:3: expected 11 columns'),
-                              (issue7, 'is 178x218 but its landmarks')):
-        before = list(os.walk(data_dir))
-        with pytest.raises(SystemExit) as exit_:
-            align.cli(['--data_dir', data_dir])
-        err = capsys.readouterr().err.strip()
-        assert exit_.value.code == 2 and err.startswith('error: ') and message in err and '\n' not in err
-        assert list(os.walk(data_dir)) == before, 'nothing written'
+    monkeypatch.chdir(bad.tmp_path)             # train's default --data_dir is relative
+    before = files_under(bad.tmp_path, bad.toy)
+    try:
+        code = G.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (argv, err)
+    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], (argv, err)
+    assert files_under(bad.tmp_path, bad.toy) == before
+    assert not (bad.tmp_path / 'pwned').exists(), 'the crafted pickle must not run'
+
+
+@pytest.mark.parametrize('data_dir, message', [
+    ('lm_mismatch', f'has {TOY_FACES - 1} rows but'), ('no_lm', 'no CelebA layout in'),
+    ('nowhere', 'looked for data/*.jpg'),
+    ('bad_lm', 'list_landmarks_celeba.txt:5: values must be integers'),
+    ('csv_no_column', 'list_landmarks_align_celeba.csv:3: expected 11 columns'),
+    ('issue7', 'is 178x218 but its landmarks')])
+def test_align_user_error_is_one_line_exit_2_and_writes_nothing(bad, data_dir, message, capsys):
+    data_dir = getattr(bad, data_dir, str(bad.tmp_path / data_dir))
+    before = files_under(bad.tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        align.cli(['--data_dir', data_dir])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.startswith('error: ') and message in err and '\n' not in err
+    assert files_under(bad.tmp_path) == before
+
+
+def test_compile_failing_on_the_first_step_is_one_line(toy, tmp_path, capsys, monkeypatch):
     def no_backend(*args):                      # a compiler backend that fails on the first step
         raise RuntimeError('no triton')
-    with monkeypatch.context() as m:
-        m.setattr(G.Trainer, 'd_step', no_backend)
-        assert G.main([*train, '--data_dir', toy, '--exp_dir', exp, '--compile']) == 2
+    monkeypatch.setattr(G.Trainer, 'd_step', no_backend)
+    exp = str(tmp_path / 'exp')
+    assert G.main(['train', '--batch_size', '2', '--data_dir', toy, '--exp_dir', exp, '--compile']) == 2
     assert capsys.readouterr().err.splitlines()[-1] == ("error: --compile failed on cpu "
                                                         "(RuntimeError('no triton')); run without --compile")
     assert not os.path.exists(os.path.join(exp, 'model', 'latest.pt'))
-    assert len(cases) + 6 == 55
 
 
 def test_errors_reach_the_shell_without_traceback(tmp_path):
