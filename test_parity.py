@@ -51,7 +51,7 @@ def rel_err(port, ref):
 
 @functools.lru_cache(maxsize=None)
 def recipe(key):
-    """The parity README's weight recipe for META[key]: RandomState(seed) draws, cast to float32.
+    """The weight recipe of META[key] (docs/parity.md): RandomState(seed) draws, cast to float32.
     Built once per key; callers that change the dict take a copy."""
     out = {}
     for v in META[key]:
