@@ -177,75 +177,6 @@ def resize_weights(n, size):
     lo = np.floor(x)
     return lo.astype(np.int64), np.minimum(np.ceil(x), n - 1).astype(np.int64), x - lo
 
-def _cache_one(job):
-    path, size, img_size = job
-    try:
-        return train_resize(read_image(path, size), img_size), None
-    except UserError as err:
-        return None, str(err)
-
-def load_cache(data, num_workers=0, skip_bad=False, size=IMG_SIZE):
-    """Every image of the data set resized for training, memory-mapped from its cache file,
-    rebuilt when a file's name, size or mtime changes. Returns (images, bad rows, fingerprint)."""
-    cache = f'{data.cache}_{size}x{size}.npy'
-    root = len(os.path.dirname(cache) + os.sep)  # names relative to the data folder
-    stats = []
-    for path in data.paths:                     # one stat per file: CelebA has 202,599
-        try:
-            st = os.stat(path)
-            stats.append(f'{path[root:]}:{st.st_size}:{st.st_mtime_ns}')
-        except OSError:
-            stats.append(f'{path[root:]}:missing')
-    fingerprint = hashlib.sha256('\n'.join(stats).encode()).hexdigest()
-    meta = None
-    with contextlib.suppress(OSError, ValueError), open(cache[:-4] + '.json') as f:
-        meta = json.load(f)                     # missing or unreadable: rebuilt below
-    if not (os.path.exists(cache) and meta and meta.get('fingerprint') == fingerprint):
-        meta = build_cache(data, cache, size, fingerprint, num_workers)
-    bad = meta['bad']
-    shown = '; '.join(why for _, why in bad[:3]) + ('; ...' if len(bad) > 3 else '')
-    refuse(bad and not skip_bad, f'{len(bad)} image(s) missing or unreadable (all listed in '
-           f'{cache[:-4]}_bad.txt): {shown}. Re-align or replace them, or pass --skip_bad to '
-           f'train without them')
-    return np.load(cache, mmap_mode='r'), {i for i, _ in bad}, fingerprint
-
-def cache_dtype(paths, size):
-    """uint8 where every image's resize is an exact sample (sides that are multiples of size), else
-    float32: TF's bilinear values are not integers, and training sees them unrounded."""
-    for path in paths:
-        with contextlib.suppress(OSError, SyntaxError, ValueError, Image.DecompressionBombError), \
-                Image.open(path) as im:         # an unreadable file is reported by the build
-            if im.size[0] % size or im.size[1] % size:
-                return np.float32
-    return np.uint8
-
-def build_cache(data, cache, size, fingerprint, num_workers):
-    tmp = own_temp(cache[:-4], '.tmp.npy')     # two trainings may build one cache at once
-    bad = []
-    try:
-        with Pool(num_workers) if num_workers > 0 else contextlib.nullcontext() as pool:
-            images = np.lib.format.open_memmap(
-                tmp, mode='w+', dtype=np.uint8 if data.size else cache_dtype(data.paths, size),
-                shape=(len(data.paths), size, size, 3))
-            jobs = [(path, data.size, size) for path in data.paths]
-            results = pool.imap(_cache_one, jobs, chunksize=64) if pool else map(_cache_one, jobs)
-            bar = tqdm(results, total=len(jobs), desc=f'cache {size}x{size}')
-            for i, (img, why) in enumerate(bar):
-                if why is None:
-                    images[i] = img
-                else:
-                    bad.append((i, why))
-            images.flush()
-            del images
-        os.replace(tmp, cache)
-    finally:                                    # an interrupted build leaves no temp file
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-    atomic_write([cache[:-4] + '_bad.txt'], ''.join(f'{why}\n' for _, why in bad).encode())
-    meta = dict(fingerprint=fingerprint, bad=bad)
-    atomic_write([cache[:-4] + '.json'], json.dumps(meta).encode())
-    return meta
-
 def to_device(batch, device):
     """uint8 NHWC -> float32 NCHW on the device, channels_last in memory (the permute is free);
     uint8 crosses to the device (4x less traffic), asynchronously only when pinned (CUDA)."""
@@ -805,7 +736,7 @@ def demo(args):
         imsave(os.path.join(args.out_dir, name), img)
     print('wrote ' + ' '.join(os.path.join(args.out_dir, name) for name in outputs))
 
-# ---- infrastructure: devices, checkpoints, logs, run lock, stops --------------------------------
+# ---- infrastructure: devices, the image cache, checkpoints, logs, run lock, stops ----------------
 def pick_device(name='auto', tf32=False, deterministic=False, bf16=False):
     """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does: TF32 is
     off on CUDA unless asked for. deterministic: PyTorch's reproducibility recipe, no autotuning.
@@ -834,6 +765,75 @@ def pick_device(name='auto', tf32=False, deterministic=False, bf16=False):
         print(f'--bf16: native bfloat16 on {device}: ' + {True: 'yes', None: 'unknown (not x86)',
               False: 'no, and it may run slower than float32'}[native], file=sys.stderr)
     return device
+
+def _cache_one(job):
+    path, size, img_size = job
+    try:
+        return train_resize(read_image(path, size), img_size), None
+    except UserError as err:
+        return None, str(err)
+
+def load_cache(data, num_workers=0, skip_bad=False, size=IMG_SIZE):
+    """Every image of the data set resized for training, memory-mapped from its cache file,
+    rebuilt when a file's name, size or mtime changes. Returns (images, bad rows, fingerprint)."""
+    cache = f'{data.cache}_{size}x{size}.npy'
+    root = len(os.path.dirname(cache) + os.sep)  # names relative to the data folder
+    stats = []
+    for path in data.paths:                     # one stat per file: CelebA has 202,599
+        try:
+            st = os.stat(path)
+            stats.append(f'{path[root:]}:{st.st_size}:{st.st_mtime_ns}')
+        except OSError:
+            stats.append(f'{path[root:]}:missing')
+    fingerprint = hashlib.sha256('\n'.join(stats).encode()).hexdigest()
+    meta = None
+    with contextlib.suppress(OSError, ValueError), open(cache[:-4] + '.json') as f:
+        meta = json.load(f)                     # missing or unreadable: rebuilt below
+    if not (os.path.exists(cache) and meta and meta.get('fingerprint') == fingerprint):
+        meta = build_cache(data, cache, size, fingerprint, num_workers)
+    bad = meta['bad']
+    shown = '; '.join(why for _, why in bad[:3]) + ('; ...' if len(bad) > 3 else '')
+    refuse(bad and not skip_bad, f'{len(bad)} image(s) missing or unreadable (all listed in '
+           f'{cache[:-4]}_bad.txt): {shown}. Re-align or replace them, or pass --skip_bad to '
+           f'train without them')
+    return np.load(cache, mmap_mode='r'), {i for i, _ in bad}, fingerprint
+
+def cache_dtype(paths, size):
+    """uint8 where every image's resize is an exact sample (sides that are multiples of size), else
+    float32: TF's bilinear values are not integers, and training sees them unrounded."""
+    for path in paths:
+        with contextlib.suppress(OSError, SyntaxError, ValueError, Image.DecompressionBombError), \
+                Image.open(path) as im:         # an unreadable file is reported by the build
+            if im.size[0] % size or im.size[1] % size:
+                return np.float32
+    return np.uint8
+
+def build_cache(data, cache, size, fingerprint, num_workers):
+    tmp = own_temp(cache[:-4], '.tmp.npy')     # two trainings may build one cache at once
+    bad = []
+    try:
+        with Pool(num_workers) if num_workers > 0 else contextlib.nullcontext() as pool:
+            images = np.lib.format.open_memmap(
+                tmp, mode='w+', dtype=np.uint8 if data.size else cache_dtype(data.paths, size),
+                shape=(len(data.paths), size, size, 3))
+            jobs = [(path, data.size, size) for path in data.paths]
+            results = pool.imap(_cache_one, jobs, chunksize=64) if pool else map(_cache_one, jobs)
+            bar = tqdm(results, total=len(jobs), desc=f'cache {size}x{size}')
+            for i, (img, why) in enumerate(bar):
+                if why is None:
+                    images[i] = img
+                else:
+                    bad.append((i, why))
+            images.flush()
+            del images
+        os.replace(tmp, cache)
+    finally:                                    # an interrupted build leaves no temp file
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+    atomic_write([cache[:-4] + '_bad.txt'], ''.join(f'{why}\n' for _, why in bad).encode())
+    meta = dict(fingerprint=fingerprint, bad=bad)
+    atomic_write([cache[:-4] + '.json'], json.dumps(meta).encode())
+    return meta
 
 def atomic_write(paths, data):
     """Write bytes to each path through a temp file of this process's own, fsync and rename: a
