@@ -112,12 +112,11 @@ def celeba_dataset(data_dir, attribute, need_partition):
 def read_attributes(data_dir, attribute):
     """dataset.py: Dataset.__init__. Rows marked 1 are set A (Ax), rows marked -1 set B (Be)."""
     path, names, rows, _ = read_table(data_dir, 'list_attr_celeba')
-    if attribute not in (names or []):
-        near = [n for n in names or [] if n.lower() == attribute.lower()] or \
-            difflib.get_close_matches(attribute, names or [], 3, 0.7)
-        hint = (f'did you mean {" or ".join(near)}? (case matters)' if near
-                else f'valid: {" ".join(names or [])}')
-        raise UserError(f'attribute {attribute!r} is not in {path}; {hint}')
+    near = [n for n in names or [] if n.lower() == attribute.lower()] or \
+        difflib.get_close_matches(attribute, names or [], 3, 0.7)
+    hint = (f'did you mean {" or ".join(near)}? (case matters)' if near
+            else f'valid: {" ".join(names or [])}')
+    refuse(attribute not in (names or []), f'attribute {attribute!r} is not in {path}; {hint}')
     attributes = [row[names.index(attribute)] for row in rows]
     idxs1 = [i for i, a in enumerate(attributes) if a == 1]
     idxs2 = [i for i, a in enumerate(attributes) if a == -1]
@@ -377,12 +376,11 @@ class GeneGAN(nn.Module):
                             ('unknown', set(variables) - set(ours))):
             if names:
                 raise ValueError(f'{what} TF variable {min(names)} ({len(names)} {what} in all)')
-        for name, tensor in ours.items():
-            expected = tuple(to_tf_layout(tensor).shape)
-            got = tuple(np.shape(variables[name]))
+        shapes = {name: (list(np.shape(variables[name])), list(to_tf_layout(tensor).shape))
+                  for name, tensor in ours.items()}
+        for name, (got, expected) in shapes.items():
             if got != expected:
-                raise ValueError(f'TF variable {name} has shape {list(got)}, '
-                                 f'expected {list(expected)}')
+                raise ValueError(f'TF variable {name} has shape {got}, expected {expected}')
         for name, tensor in ours.items():
             tensor.copy_(from_tf_layout(variables[name], tensor))
 
@@ -466,12 +464,11 @@ class Trainer:
     takes float32 NCHW batches in [0, 255] and returns its losses (0-dim tensors, no host sync)
     on the weights it trains. bf16 (--bf16): the networks under autocast, the losses in float32."""
     def __init__(self, model, lr=LEARNING_RATE, clip_after_update=False, bf16=False):
-        self.model, self.bf16 = model, bf16
+        self.model, self.bf16, self.clip_after_update = model, bf16, clip_after_update
         self.g_params = [p for _, p in g_var_list(model)]
         self.d_params = d_var_list(model)
         self.g_opt = TFRMSProp(self.g_params, lr)
         self.d_opt = TFRMSProp(self.d_params, lr)
-        self.clip_after_update = clip_after_update
 
     def forward(self, Ax, Be, train_G=True):
         with torch.autocast(Ax.device.type, torch.bfloat16, enabled=self.bf16):
@@ -754,8 +751,7 @@ def pick_device(name='auto', tf32=False, deterministic=False, bf16=False):
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
-    if bf16:    # native: CUDA's own check; MPS from macOS 14; x86 CPUs with AVX512_BF16 or AMX
-        # (PyTorch's private helpers: get_cpu_capability names no bf16); unknown on other CPUs
+    if bf16:    # native: CUDA's own check, MPS from macOS 14, x86 CPUs AVX512_BF16 or AMX
         native = (torch.cuda.is_bf16_supported(including_emulation=False) if device.type == 'cuda'
                   else torch.backends.mps.is_macos_or_newer(14, 0) if device.type == 'mps'
                   else None if platform.machine().lower() not in ('x86_64', 'amd64')
@@ -879,8 +875,7 @@ def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_K
     missing = [key for key in keys if key not in ckpt]
     refuse(missing, f'{path} lacks {", ".join(missing)} (not written by genegan.py?)')
     if 'config' in keys:                        # written before 128x128 and --bf16 existed
-        ckpt['config'].setdefault('img_size', IMG_SIZE)
-        ckpt['config'].setdefault('bf16', False)
+        ckpt['config'] = {'img_size': IMG_SIZE, 'bf16': False, **ckpt['config']}
     return ckpt
 
 def load_model(args, device):
@@ -996,10 +991,6 @@ def at_least(low):
         return int(text)
     return integer
 
-def addition(module):
-    """A command of this project's own: extras/MODULE.py's main, imported only when it runs."""
-    return lambda args: importlib.import_module(f'extras.{module}').main(args)
-
 class Help(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):         # no "(default: None)"
         return action.help if action.default is None else super()._get_help_string(action)
@@ -1014,28 +1005,27 @@ def build_parser(run=None):
     parser = Parser(description='GeneGAN (arXiv:1705.04932), a port of the official TF code.')
     sub = parser.add_subparsers(dest='command', required=True)
 
-    # flags that several commands share, as argparse parents
-    shared = {k: argparse.ArgumentParser(add_help=False)
-              for k in ('attr', 'data', 'workers', 'device', 'speed', 'model')}
-    shared['attr'].add_argument('-a', '--attr', '--attribute', dest='attribute', help=(
+    shared = {}
+
+    def share(group, *names, **kw):     # a flag of several commands, in an argparse parent
+        shared.setdefault(group, argparse.ArgumentParser(add_help=False)).add_argument(*names, **kw)
+    share('attr', '-a', '--attr', '--attribute', dest='attribute', help=(
         'column of list_attr_celeba, 1 = set A, -1 = B (default Smiling); two folders: a name '
         '(default trainA)'))
-    shared['data'].add_argument('--data_dir', default='datasets/celebA',
-                                help='CelebA, a toy set, or two folders trainA/ trainB/')
-    shared['workers'].add_argument('--num_workers', type=int, default=os.cpu_count(),
-                                   help='processes that build the training cache')
-    shared['device'].add_argument('--device', default='auto',
-                                  help='auto (mps, cuda, cpu), or a name')
-    speed = shared['speed'].add_argument
-    speed('--compile', action='store_true', help='torch.compile the 4 networks')
-    speed('--tf32', action='store_true', help='allow TF32 on CUDA (TF: float32)')
-    speed('--bf16', action='store_true',
+    share('data', '--data_dir', default='datasets/celebA',
+          help='CelebA, a toy set, or two folders trainA/ trainB/')
+    share('workers', '--num_workers', type=int, default=os.cpu_count(),
+          help='processes that build the training cache')
+    share('device', '--device', default='auto', help='auto (mps, cuda, cpu), or a name')
+    share('speed', '--compile', action='store_true', help='torch.compile the 4 networks')
+    share('speed', '--tf32', action='store_true', help='allow TF32 on CUDA (TF: float32)')
+    share('speed', '--bf16', action='store_true',
           help='networks in bfloat16 (autocast), weights, losses float32 (TF: float32)')
-    speed('--img_size', type=int, choices=IMG_SIZES, default=IMG_SIZE,
+    share('speed', '--img_size', type=int, choices=IMG_SIZES, default=IMG_SIZE,
           help='image side: 64 (dataset.py), or 128 with one more layer a network')
-    shared['model'].add_argument('--model_dir', default='train_log/model',
-                                 help='the newest checkpoint in this folder (or its model/)')
-    shared['model'].add_argument('--ckpt', help='a checkpoint file (instead of --model_dir)')
+    share('model', '--model_dir', default='train_log/model',
+          help='the newest checkpoint in this folder (or its model/)')
+    share('model', '--ckpt', help='a checkpoint file (instead of --model_dir)')
 
     def command(name, func, help, parents=()):
         p = sub.add_parser(name, help=help, parents=[shared[k] for k in parents],
@@ -1085,10 +1075,11 @@ def build_parser(run=None):
         add('--out_dir', default='.', help='created if missing')
 
     for name, (module, help_text) in ADDITIONS.items():
-        extra = importlib.import_module(f'extras.{module}') if name == run else None
-        add = command(name, addition(module), help_text, extra.SHARED_FLAGS if extra else ())
-        if extra:                       # its own flags live with it
-            extra.add_flags(add)
+        if name != run:                 # listed in --help; its module is imported to run it
+            command(name, None, help_text)
+            continue
+        extra = importlib.import_module(f'extras.{module}')
+        extra.add_flags(command(name, extra.main, help_text, extra.SHARED_FLAGS))
     return parser
 
 def main(argv=None):

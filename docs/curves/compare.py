@@ -1,8 +1,9 @@
 """The official graph's training curves against the port's, from the JSONL logs in this folder
-(tf_seed*.jsonl: tf_train.py; port_seed*.jsonl and port_after_seed*.jsonl: genegan.py train's
-logs/metrics.jsonl, default and --clip_after_update). Writes comparison.md (per loss and
-100-iteration window: the mean over seeds on each side, the range across seeds, and whether the
-port's mean lies inside the official seeds' range) and curves.png. Needs matplotlib.
+(tf_seed*.jsonl: tf_train.py; port_seed*.jsonl, port_after_seed*.jsonl and port_bf16_seed*.jsonl:
+genegan.py train's logs/metrics.jsonl, default, --clip_after_update and --bf16). Writes
+comparison.md (per loss and 100-iteration window: the mean over seeds on each side, the range
+across seeds, and whether each side's mean lies inside the official seeds' range, and the bf16
+side's inside the float32 port's) and curves.png. Needs matplotlib.
 
     python docs/curves/compare.py
 """
@@ -17,7 +18,8 @@ KEYS = ('e', 'cycle_Ax', 'cycle_Be', 'Bx', 'Ae', 'parallelogram', 'loss_G_nodeca
         'loss_G_decay', 'loss_G', 'Ax_Bx', 'Be_Ae', 'loss_D')
 PLOTTED = ('e', 'cycle_Ax', 'parallelogram', 'loss_D')
 SHORT = PLOTTED + ('loss_G',)       # the short table, for README.md
-SIDES = {'official': 'tf_seed', 'port': 'port_seed', 'port, clip after update': 'port_after_seed'}
+SIDES = {'official': 'tf_seed', 'port': 'port_seed', 'port, clip after update': 'port_after_seed',
+         'port, bf16': 'port_bf16_seed'}
 WINDOW = 100
 
 
@@ -57,7 +59,7 @@ def main():
     others = [name for name in sides if name != 'official']
     header = ['loss', 'window'] + list(sides) + [f'{name} in official range' for name in others]
     lines += ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
-    summary, overlap, short = {}, {}, []
+    summary, overlap, in_port, short = {}, {}, {}, []
     for key in KEYS:
         per_side = {name: windows(runs, key, min(last, complete(runs)))
                     for name, runs in sides.items()}
@@ -75,6 +77,8 @@ def main():
                 summary.setdefault((name, key), []).append(inside)
                 overlap.setdefault((name, key), []).append(v.min() <= ref.max()
                                                            and ref.min() <= v.max())
+                port = per_side['port'][:, w]
+                in_port.setdefault((name, key), []).append(port.min() <= v.mean() <= port.max())
                 marks.append('in' if inside else 'OUT')
             lines.append(f'| {key} | {w * WINDOW}-{w * WINDOW + WINDOW - 1} | '
                          + ' | '.join(cells + marks[1:]) + ' |')
@@ -92,6 +96,11 @@ def main():
                   '', f'Windows where the seed range of "{name}" overlaps the official one, per '
                   'loss: ' + ', '.join(f'{k} {sum(overlap[name, k])}/{len(overlap[name, k])}'
                                        for k in KEYS if (name, k) in overlap) + '.']
+        if name != 'port':
+            lines += ['', f'Windows where the mean of "{name}" lies inside the range of the '
+                      'float32 port\'s seeds, per loss: ' + ', '.join(
+                          f'{k} {sum(in_port[name, k])}/{len(in_port[name, k])}'
+                          for k in KEYS if (name, k) in in_port) + '.']
     head = ['loss'] + [f'{w}-{w + WINDOW - 1}' for w in range(0, last, WINDOW)]
     lines += ['', '## Short form', '', 'Each cell: official mean [min, max across seeds] / port '
               'mean, "in" or "OUT" of the official range.', '',
@@ -103,7 +112,8 @@ def main():
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(PLOTTED), figsize=(13, 3.2), dpi=80)
-    colours = {'official': 'tab:blue', 'port': 'tab:orange', 'port, clip after update': 'tab:green'}
+    colours = {'official': 'tab:blue', 'port': 'tab:orange', 'port, clip after update': 'tab:green',
+               'port, bf16': 'tab:red'}
     for ax, key in zip(axes, PLOTTED):
         for name, runs in sides.items():
             iters = sorted(set.intersection(*(set(run[key]) for run in runs.values())))
