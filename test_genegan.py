@@ -1118,7 +1118,8 @@ def bad(toy, trained, tmp_path_factory):
     train = ['train', '--batch_size', '2']
     return types.SimpleNamespace(
         tmp_path=tmp_path, toy=toy, good=good, face=face, demo=demo, evaluate=evaluate, exp=exp,
-        train=train, two=two, no_attr=no_attr, no_align=no_align, no_pos=no_pos,
+        train=train, two=two,
+        train_on=lambda data, *flags: [*train, '--data_dir', data, '--exp_dir', exp, *flags], no_attr=no_attr, no_align=no_align, no_pos=no_pos,
         no_partition=no_partition, bad_partition=bad_partition, csv_no_header=csv_no_header,
         bad_clf=bad_clf, not_clf=not_clf, evil_clf=evil_clf, lm_mismatch=lm_mismatch, no_lm=no_lm,
         bad_lm=bad_lm, csv_no_column=csv_no_column, issue7=issue7)
@@ -1133,57 +1134,46 @@ def files_under(*folders):
 
 USER_ERRORS = {     # a case: the broken inputs -> (genegan.py's argv, what its one line says)
     'train-data-directory-not-found': lambda b: (
-        [*b.train, '--data_dir', str(b.tmp_path / 'nowhere'), '--exp_dir', b.exp],
-        'data directory not found'),
+        b.train_on(str(b.tmp_path / 'nowhere')), 'data directory not found'),
     'train-datasets-celeba-pass-data': lambda b: (
         [*b.train, '--exp_dir', b.exp],
         'datasets/celebA; pass --data_dir (CelebA or two folders), or '
         'draw a toy set: python genegan.py toy --out datasets/toy'),
     'train-did-you-mean-smiling': lambda b: (
-        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '-a', 'Smilling'],
-        'did you mean Smiling? (case'),
+        b.train_on(b.toy, '-a', 'Smilling'), 'did you mean Smiling? (case'),
     'train-did-you-mean-smiling-2': lambda b: (
-        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '-a', 'smiling'],
-        'did you mean Smiling? (case'),
+        b.train_on(b.toy, '-a', 'smiling'), 'did you mean Smiling? (case'),
     'train-list-attr-celeba-txt': lambda b: (
-        [*b.train, '--data_dir', b.no_attr, '--exp_dir', b.exp],
-        'list_attr_celeba.txt (or .csv) not found'),
+        b.train_on(b.no_attr), 'list_attr_celeba.txt (or .csv) not found'),
     'train-expected-the-header-image': lambda b: (
-        [*b.train, '--data_dir', b.csv_no_header, '--exp_dir', b.exp],
-        'expected the header "image_id'),
+        b.train_on(b.csv_no_header), 'expected the header "image_id'),
     'train-list-eval-partition-txt': lambda b: (
-        [*b.train, '--data_dir', b.no_partition, '--exp_dir', b.exp, '--partition', 'train'],
+        b.train_on(b.no_partition, '--partition', 'train'),
         'list_eval_partition.txt (or .csv) not found'),
     'train-list-eval-partition-txt-2': lambda b: (
-        [*b.train, '--data_dir', b.bad_partition, '--exp_dir', b.exp, '--partition', 'train'],
+        b.train_on(b.bad_partition, '--partition', 'train'),
         'list_eval_partition.txt:7: expected "name 0|1|2"'),
-    'train-run-python-align-py': lambda b: (
-        [*b.train, '--data_dir', b.no_align, '--exp_dir', b.exp],
-        'run: python align.py'),
+    'train-run-python-align-py': lambda b: (b.train_on(b.no_align), 'run: python align.py'),
     'train-valid-5-o-clock': lambda b: (
-        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '-a', 'Wings'],
-        'valid: 5_o_Clock_Shadow'),
+        b.train_on(b.toy, '-a', 'Wings'), 'valid: 5_o_Clock_Shadow'),
     'train-no-positive-1-rows': lambda b: (
-        [*b.train, '--data_dir', b.no_pos, '--exp_dir', b.exp, '-a', 'Bangs'],
-        'no positive (1) rows'),
+        b.train_on(b.no_pos, '-a', 'Bangs'), 'no positive (1) rows'),
     'train-larger-than-set-a': lambda b: (
-        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--batch_size', '999'],
-        'larger than set A'),
+        b.train_on(b.toy, '--batch_size', '999'), 'larger than set A'),
     'train-no-images-in-any': lambda b: (
-        [*b.train, '--data_dir', str(b.two['two_empty']), '--exp_dir', b.exp],
+        b.train_on(str(b.two['two_empty'])),
         f'no images in {b.two["two_empty"] / "trainB"} (any image PIL reads'),
     'train-no-images-in-any-2': lambda b: (
-        [*b.train, '--data_dir', str(b.tmp_path / 'two_noB'), '--exp_dir', b.exp],
+        b.train_on(str(b.tmp_path / 'two_noB')),
         f'no images in {b.tmp_path / "two_noB" / "trainB"} (any image PIL reads'),
     'train-needs-both-testa-and': lambda b: (
-        [*b.train, '--data_dir', str(b.two['two_half']), '--exp_dir', b.exp],
+        b.train_on(str(b.two['two_half'])),
         'needs both testA/ and testB/ (the held-out test partition), or neither'),
     'train-needs-both-testa-and-2': lambda b: (
-        [*b.train, '--data_dir', str(b.two['two']), '--exp_dir', b.exp, '--partition', 'train'],
+        b.train_on(str(b.two['two']), '--partition', 'train'),
         'needs both testA/ and testB/ (the held-out test partition) for --partition train'),
     'train-resume-no-checkpoint': lambda b: (
-        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--resume'],
-        '--resume: no checkpoint'),
+        b.train_on(b.toy, '--resume'), '--resume: no checkpoint'),
     'train-already-holds-a-run': lambda b: (
         [*b.train, '--data_dir', b.toy, '--exp_dir', str(b.tmp_path / 'run')],
         'already holds a run'),
@@ -1192,23 +1182,18 @@ USER_ERRORS = {     # a case: the broken inputs -> (genegan.py's argv, what its 
          '--second_ratio', '0.5'],
         'trained with second_ratio 0.25, not 0.5: pass --second_ratio 0.25'),
     'train-is-not-available-here': lambda b: (
-        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--device', 'cuda:7'],
-        'is not available here'),
+        b.train_on(b.toy, '--device', 'cuda:7'), 'is not available here'),
     'train-argument-max-iter-must': lambda b: (
-        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--max_iter', '0'],
-        'argument --max_iter: must be at least 1'),
+        b.train_on(b.toy, '--max_iter', '0'), 'argument --max_iter: must be at least 1'),
     'train-invalid-integer-value-two': lambda b: (
-        [*b.train, '--data_dir', b.toy, '--exp_dir', b.exp, '--batch_size', 'two'],
-        "invalid integer value: 'two'"),
+        b.train_on(b.toy, '--batch_size', 'two'), "invalid integer value: 'two'"),
     'train-not-a-directory': lambda b: (
         [*b.train, '--data_dir', b.toy, '--exp_dir', str(b.tmp_path / 'a_file' / 'exp')],
         'Not a directory'),
     'swap-checkpoint-not-found': lambda b: (
-        [*b.demo, '--ckpt', str(b.tmp_path / 'missing.pt')],
-        'checkpoint not found'),
+        [*b.demo, '--ckpt', str(b.tmp_path / 'missing.pt')], 'checkpoint not found'),
     'swap-empty-pt-is-empty': lambda b: (
-        [*b.demo, '--ckpt', str(b.tmp_path / 'empty.pt')],
-        'empty.pt is empty'),
+        [*b.demo, '--ckpt', str(b.tmp_path / 'empty.pt')], 'empty.pt is empty'),
     'swap-truncated-pt-is-truncated': lambda b: (
         [*b.demo, '--ckpt', str(b.tmp_path / 'truncated.pt')],
         'truncated.pt is truncated or damaged'),
@@ -1216,11 +1201,9 @@ USER_ERRORS = {     # a case: the broken inputs -> (genegan.py's argv, what its 
         [*b.demo, '--ckpt', str(b.tmp_path / 'notimage.jpg')],
         'notimage.jpg is not a PyTorch file'),
     'swap-would-call-posix-system': lambda b: (
-        [*b.demo, '--ckpt', str(b.tmp_path / 'evil.pt')],
-        'would call posix.system when unpickled'),
+        [*b.demo, '--ckpt', str(b.tmp_path / 'evil.pt')], 'would call posix.system when unpickled'),
     'swap-no-config-pt-lacks': lambda b: (
-        [*b.demo, '--ckpt', str(b.tmp_path / 'no_config.pt')],
-        'no_config.pt lacks config'),
+        [*b.demo, '--ckpt', str(b.tmp_path / 'no_config.pt')], 'no_config.pt lacks config'),
     'eval-trained-with-data-celeba': lambda b: (
         [*b.evaluate, '--data_dir', b.toy, '-a', 'Bangs'],
         f"trained with data 'CelebA, attribute Smiling, 107 A and 93 B images', not 'CelebA, "
@@ -1229,17 +1212,13 @@ USER_ERRORS = {     # a case: the broken inputs -> (genegan.py's argv, what its 
         [*b.evaluate, '--data_dir', b.toy, '--num', '50'],
         'held-out images (test partition); lower --num'),
     'eval-list-eval-partition-txt': lambda b: (
-        [*b.evaluate, '--data_dir', b.bad_partition],
-        'list_eval_partition.txt:7'),
+        [*b.evaluate, '--data_dir', b.bad_partition], 'list_eval_partition.txt:7'),
     'eval-classifier-smiling-64x64-pt': lambda b: (
         [*b.evaluate, '--data_dir', b.bad_clf],
         'classifier_Smiling_64x64.pt is truncated or damaged'),
     'eval-but-not-a-genegan': lambda b: (
-        [*b.evaluate, '--data_dir', b.not_clf],
-        'but not a genegan-pytorch-classifier/1 file'),
-    'eval-refused-to-load': lambda b: (
-        [*b.evaluate, '--data_dir', b.evil_clf],
-        'refused to load'),
+        [*b.evaluate, '--data_dir', b.not_clf], 'but not a genegan-pytorch-classifier/1 file'),
+    'eval-refused-to-load': lambda b: ([*b.evaluate, '--data_dir', b.evil_clf], 'refused to load'),
     'eval-or-draw-a-toy': lambda b: (
         [*b.evaluate, '--data_dir', str(b.tmp_path / 'nowhere')],
         'or draw a toy set: python genegan.py toy'),
@@ -1276,9 +1255,7 @@ USER_ERRORS = {     # a case: the broken inputs -> (genegan.py's argv, what its 
     'toy-argument-num-must-be': lambda b: (
         ['toy', '--out', str(b.tmp_path / 'toy2'), '--num', '1'],
         'argument --num: must be at least 2'),
-    'toy-already-holds-images': lambda b: (
-        ['toy', '--out', b.toy],
-        'already holds images'),
+    'toy-already-holds-images': lambda b: (['toy', '--out', b.toy], 'already holds images'),
     'toy-toy-layout-folders-splits': lambda b: (
         ['toy', '--out', str(b.tmp_path / 'toy3'), '--attr', 'Bangs'],
         'toy --layout folders splits by'),
