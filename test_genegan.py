@@ -839,18 +839,31 @@ def test_full_disk_during_save_is_one_line_and_keeps_previous(toy, trained, tmp_
     assert not list((exp / 'model').glob('*.tmp'))
 
 
-def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(toy, trained, tmp_path, monkeypatch,
-                                                               capsys):
-    g_step = G.Trainer.g_step
-
-    def nan_loss(self, Ax, Be):                 # iteration 1's G step reports a NaN loss
+def nan_loss(g_step):
+    def step(self, Ax, Be):                     # iteration 1's G step reports a NaN loss
         return dict(g_step(self, Ax, Be), cycle_Ax=torch.tensor(float('nan')))
-    monkeypatch.setattr(G.Trainer, 'g_step', nan_loss)
+    return step
+
+
+def nan_bias(g_step):
+    def step(self, Ax, Be):                     # iteration 1's update makes the joiner's bias NaN
+        out = g_step(self, Ax, Be)
+        with torch.no_grad():
+            self.model.joiner.b.fill_(float('nan'))
+        return out
+    return step
+
+
+@pytest.mark.parametrize('break_g_step, flags, message', [
+    (nan_loss, ('--save_every', '3', '--log_every', '1'), 'iteration 1: loss cycle_Ax is nan'),
+    (nan_bias, ('--save_every', '1', '--log_every', '100'),
+     'iteration 1: variable G_joiner/b is not finite')])
+def test_non_finite_loss_or_weight_stops_training_and_is_never_saved(
+        toy, trained, tmp_path, monkeypatch, capsys, break_g_step, flags, message):
+    monkeypatch.setattr(G.Trainer, 'g_step', break_g_step(G.Trainer.g_step))
     after_iteration_0(trained, tmp_path)
-    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '3', '--log_every', '1',
-                             '--resume')) == 2
-    err = capsys.readouterr().err.splitlines()[-1]
-    assert err.startswith('error: iteration 1: loss cycle_Ax is nan')
+    assert G.main(train_args(toy, tmp_path, 20, *flags, '--resume')) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith('error: ' + message)
     ckpt = load(tmp_path / 'model' / 'latest.pt')
     assert ckpt['iter'] == 1 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
 
@@ -868,24 +881,6 @@ def test_nan_at_any_critic_step_of_a_burst_stops_training(toy, tmp_path, monkeyp
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith('error: iteration 0: loss Ax_Bx (D step 1 of 2) is inf')
     assert not (tmp_path / 'model' / 'latest.pt').exists()
-
-
-def test_broken_weights_are_never_saved(toy, trained, tmp_path, monkeypatch, capsys):
-    g_step = G.Trainer.g_step
-
-    def diverging(self, Ax, Be):                # iteration 1's update makes the joiner's bias NaN
-        out = g_step(self, Ax, Be)
-        with torch.no_grad():
-            self.model.joiner.b.fill_(float('nan'))
-        return out
-    monkeypatch.setattr(G.Trainer, 'g_step', diverging)
-    after_iteration_0(trained, tmp_path)
-    assert G.main(train_args(toy, tmp_path, 20, '--save_every', '1', '--log_every', '100',
-                             '--resume')) == 2
-    err = capsys.readouterr().err.splitlines()[-1]
-    assert err.startswith('error: iteration 1: variable G_joiner/b is not finite')
-    ckpt = load(tmp_path / 'model' / 'latest.pt')
-    assert ckpt['iter'] == 1 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
 
 
 # ---------------------------------------------------------------------------- hostile inputs
