@@ -365,4 +365,5 @@ def cli(argv=None):
 
 
 if __name__ == '__main__':
+    sys.modules['align'] = sys.modules['__main__']     # extras/ imports this file, not a copy
     cli()

@@ -1312,6 +1312,7 @@ def test_errors_reach_the_shell_without_traceback(tmp_path):
     procs = [start_python(*argv) for argv in (       # at once: most of each is importing torch
         [GENEGAN, 'train', '--data_dir', str(tmp_path / 'nowhere')],
         [os.path.join(HERE, 'align.py'), '--data_dir', str(tmp_path / 'nowhere')],
+        [os.path.join(HERE, 'align.py'), '--image', str(tmp_path / 'nowhere.jpg')],
         [GENEGAN, 'swap', '-i', face, '-t', face, '--ckpt', str(tmp_path / 'evil.pt')])]
     for proc in procs:
         err = proc.communicate()[1]
