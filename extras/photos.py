@@ -62,7 +62,7 @@ STRONG_FACE = 0.5       # faces scoring at least this are taken largest first, t
 MAX_FIT_RESIDUAL = 0.5  # fit_residual: toy faces <= 0.01, detected <= 0.29, x and y swapped >= 0.74
 SEARCH_SIDE = {'HOG': 2048, 'CNN': 512}  # longer side of each detector's copy: README, "photos"
 MIN_FACE = 40           # pixels: HOG's 80-pixel window at one upsampling; smaller faces go unseen
-DETECT_WORKERS = 4      # a 48 MP photo's search peaks near 1.5 GB: 4 workers fit in 8 GB
+DETECT_WORKERS = 4      # a 48 MP photo's search peaks at 1.2 GB: 4 workers fit in 8 GB
 FOUND_LANDMARKS = 'landmarks.txt'
 
 
