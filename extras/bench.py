@@ -22,6 +22,7 @@ def seconds(work, n):
     """Median seconds per call of work() over n calls (timeit's: garbage collection off)."""
     return float(np.median(timeit.repeat(work, repeat=n, number=1)))
 
+
 def main(args):
     from torch.utils.flop_counter import FlopCounterMode
     device = pick_device(args.device, args.tf32, bf16=args.bf16)

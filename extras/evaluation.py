@@ -36,6 +36,7 @@ def held_out_rows(data):
     return (held, set(data.idxs1 + data.idxs2) - held,
             f'the last {HELD_OUT_SHARE:.0%} of each set (no partition)')
 
+
 def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, device):
     """The critic architecture (model.py: discriminator) as a logistic attribute classifier on
     real training faces at the model's size; logit > 0 means "has the attribute". Saved as
@@ -68,10 +69,12 @@ def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, 
                                  model=clf.state_dict()))
     return clf.eval()
 
+
 def psnr(a, b):
     """Mean over the batch of each image's PSNR in dB, for images in [0, 255]."""
     mse = (a - b).square().mean(dim=(1, 2, 3)).clamp_min(1e-10)
     return float((10 * torch.log10(255.0 ** 2 / mse)).mean())
+
 
 def main(args):
     """eval: score a checkpoint on held-out faces; prints a table and writes JSON."""

@@ -92,6 +92,7 @@ def draw_toy_face(rng, attrs):
         cv2.polylines(img, [pts([(-0.076, -0.17), (0.074, -0.17)])], False, (20, 20, 20), thick)
     return img, pts(landmarks)
 
+
 def main(args):
     """CelebA's files in one of its layouts (CELEBA_LAYOUTS): the images, their 5 landmarks,
     list_attr_celeba and list_eval_partition (rows 80/10/10% train/val/test, as CelebA's). Or
