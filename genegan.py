@@ -79,8 +79,8 @@ class DataSet(NamedTuple):
     size: int              # the size every image must have (align.py's output), or None
 
     def rows(self, *partitions):
-        """The rows in any of the named PARTITIONS."""
-        return {i for i, p in enumerate(self.partition) if p in [PARTITIONS[n] for n in partitions]}
+        wanted = {PARTITIONS[name] for name in partitions}     # 'train', 'val', 'test'
+        return {i for i, p in enumerate(self.partition) if p in wanted}
 
     def identity(self):
         """What a checkpoint records, so that --resume and eval refuse another data set."""
