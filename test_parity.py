@@ -230,6 +230,17 @@ def after_errors(model):
     return errors
 
 
+def g_moves(before, after):
+    """{G variable: (its sampled values before the recorded iterations, the port's move, TF's
+    move)}, from {TF name: array} before and after them."""
+    moves = {}
+    for name in (k for k in after if k.startswith('G_') and 'moving_' not in k):
+        idx = REF[f'after/{name}/idx']
+        start = before[name].ravel()[idx]
+        moves[name] = start, after[name].ravel()[idx] - start, REF[f'after/{name}/samples'] - start
+    return moves
+
+
 def assert_training_matches_tf(model):
     before = model.tf_variables()
     trainer = G.Trainer(model, clip_after_update=True)      # as the iterations were recorded
@@ -247,10 +258,7 @@ def assert_training_matches_tf(model):
     # G's two updates move its variables by 1e-8 to 1e-5, which TOL_AFTER on the values cannot
     # tell from no update at all. The moves match TF's as the gradients do, give or take the
     # float32 rounding of the values (2 ulps: some moves are only 20 ulps long).
-    for name in (k for k in tv if k.startswith('G_') and 'moving_' not in k):
-        idx = REF[f'after/{name}/idx']
-        start = before[name].ravel()[idx]
-        moved, tf_moved = tv[name].ravel()[idx] - start, REF[f'after/{name}/samples'] - start
+    for name, (start, moved, tf_moved) in g_moves(before, tv).items():
         off = np.abs(moved - tf_moved) - 2 * np.spacing(np.abs(start))
         assert off.max() <= TOL_GRAD_SAMPLES * np.abs(tf_moved).max(), name
     assert rel_err(tv['D_Ax/fct/W'], REF['after/D_Ax/fct/W/full']) < TOL_AFTER
@@ -285,13 +293,8 @@ def test_bf16_training_iterations_match_tf_within_bf16_tolerances():
             assert abs(float(d['loss_D']) - REF['iter0/d/loss_D']) > 1e-3
     for name, err in after_errors(model).items():
         assert err < (TOL_BF16_MOVING if 'moving_' in name else TOL_BF16_AFTER), (name, err)
-    tv = model.tf_variables()
-    moved, tf_moved = [], []
-    for name in (k for k in tv if k.startswith('G_') and 'moving_' not in k):
-        idx = REF[f'after/{name}/idx']
-        moved.append(tv[name].ravel()[idx] - before[name].ravel()[idx])
-        tf_moved.append(REF[f'after/{name}/samples'] - before[name].ravel()[idx])
-    moved, tf_moved = np.concatenate(moved), np.concatenate(tf_moved)
+    moves = g_moves(before, model.tf_variables()).values()
+    moved, tf_moved = (np.concatenate([move[k] for move in moves]) for k in (1, 2))
     assert np.linalg.norm(moved - tf_moved) < TOL_BF16_G_MOVE * np.linalg.norm(tf_moved)
     ms = G.to_tf_layout(trainer.d_opt.state[model.D_Ax.fct.W]['ms']).numpy()
     assert rel_err(ms, REF['after/D_Ax/fct/W/RMSProp_ms']) < TOL_BF16_MS
