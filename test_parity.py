@@ -219,10 +219,11 @@ def run_reference_iterations(model, trainer):
         yield k, d, g
 
 
-def after_errors(model):
-    """{TF name: relative error} of the weights after the iterations vs after/*."""
+def after_errors(tv):
+    """{TF name: relative error} vs after/* of tv, the weights after the iterations as
+    {TF name: array}."""
     errors = {}
-    for name, value in model.tf_variables().items():
+    for name, value in tv.items():
         if 'moving_' in name:
             errors[name] = rel_err(value, REF['after/' + name])
         else:
@@ -250,11 +251,11 @@ def assert_training_matches_tf(model):
             assert_loss_close(value, REF[f'iter{k}/d/{name}'], f'iter{k}/d/{name}')
         for name, value in g.items():
             assert_loss_close(value, REF[f'iter{k}/g/{name}'], f'iter{k}/g/{name}')
-    errors = after_errors(model)
+    tv = model.tf_variables()
+    errors = after_errors(tv)
     assert len(errors) == len(META['variables'])
     for name, err in errors.items():
         assert err < (TOL_MOVING if 'moving_' in name else TOL_AFTER), (name, err)
-    tv = model.tf_variables()
     # G's two updates move its variables by 1e-8 to 1e-5, which TOL_AFTER on the values cannot
     # tell from no update at all. The moves match TF's as the gradients do, give or take the
     # float32 rounding of the values (2 ulps: some moves are only 20 ulps long).
@@ -291,9 +292,10 @@ def test_bf16_training_iterations_match_tf_within_bf16_tolerances():
             assert abs(float(value) - REF[f'iter{k}/d/{name}']) <= TOL_BF16_LOSS_D * scale, (k, name)
         if k == 0:                          # float32 is within 1e-5 here: bfloat16 did run
             assert abs(float(d['loss_D']) - REF['iter0/d/loss_D']) > 1e-3
-    for name, err in after_errors(model).items():
+    tv = model.tf_variables()
+    for name, err in after_errors(tv).items():
         assert err < (TOL_BF16_MOVING if 'moving_' in name else TOL_BF16_AFTER), (name, err)
-    moves = g_moves(before, model.tf_variables()).values()
+    moves = g_moves(before, tv).values()
     moved, tf_moved = (np.concatenate([move[k] for move in moves]) for k in (1, 2))
     assert np.linalg.norm(moved - tf_moved) < TOL_BF16_G_MOVE * np.linalg.norm(tf_moved)
     ms = G.to_tf_layout(trainer.d_opt.state[model.D_Ax.fct.W]['ms']).numpy()
@@ -327,10 +329,11 @@ def test_torch_rmsprop_would_not_reproduce_tf():
     trainer.d_opt = torch.optim.RMSprop(trainer.d_params, lr=G.LEARNING_RATE, alpha=G.RMSPROP_DECAY)
     for k in range(META['iters']):
         trainer.d_step(nchw(f'iter{k}/d_Ax'), nchw(f'iter{k}/d_Be'))
-    errors = after_errors(model)
-    d_errors = [err for name, err in errors.items() if name.startswith('D_') and 'moving_' not in name]
+    tv = model.tf_variables()
+    d_errors = [err for name, err in after_errors(tv).items()
+                if name.startswith('D_') and 'moving_' not in name]
     assert max(d_errors) > 10 * TOL_AFTER
-    assert rel_err(model.tf_variables()['D_Ax/fct/W'], REF['after/D_Ax/fct/W/full']) > TOL_AFTER
+    assert rel_err(tv['D_Ax/fct/W'], REF['after/D_Ax/fct/W/full']) > TOL_AFTER
 
 
 # ---------------------------------------------------------------------------- demos (test.py)
