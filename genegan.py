@@ -759,7 +759,7 @@ def pick_device(name='auto', tf32=False, deterministic=False, bf16=False):
         refuse(device.type != 'cpu' and not native, f'--bf16: {device} has no native bfloat16 '
                f'(CUDA needs compute capability 8.0 or later, MPS macOS 14); run without --bf16')
         print(f'--bf16: native bfloat16 on {device}: ' + {True: 'yes', None: 'unknown (not x86)',
-              False: 'no, and it may run slower than float32'}[native], file=sys.stderr)
+              False: 'no, and it may run many times slower than float32'}[native], file=sys.stderr)
     return device
 
 def _cache_one(job):
