@@ -114,11 +114,12 @@ class FaceFinder:
         found.sort(key=lambda f: (0, -f[0].area()) if f[1] >= STRONG_FACE else (1, -f[1]))
         faces = []
         for box, score, detector, (sx, sy) in found:
-            box = self.dlib.rectangle(*(round(v / s) for v, s in zip(
-                (box.left(), box.top(), box.right(), box.bottom()), (sx, sy, sx, sy))))
-            p = np.array([(q.x, q.y) for q in self.predictor(rgb, box).parts()], np.float64)
+            box = tuple(round(v / s) for v, s in zip(
+                (box.left(), box.top(), box.right(), box.bottom()), (sx, sy, sx, sy)))
+            parts = self.predictor(rgb, self.dlib.rectangle(*box)).parts()
+            p = np.array([(q.x, q.y) for q in parts], np.float64)
             five = np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
-            faces.append(((box.left(), box.top(), box.right(), box.bottom()), score, detector,
+            faces.append((box, score, detector,
                           np.array(points_text(five).split(','), np.float64).reshape(5, 2)))
         return faces
 
