@@ -506,14 +506,14 @@ def two_faces(toy, tmp_path):
 def test_align_finds_the_face_and_its_points(toy, tmp_path, capsys, monkeypatch):
     photo = os.path.join(toy, 'data', '000001.jpg')
     monkeypatch.chdir(tmp_path)
-    align.cli(['--image', photo, '--preview', 'preview.png'])
+    align.cli(['--image', photo, '--preview', 'new/preview.png'])
     out = capsys.readouterr().out
     assert 'face 1 of 1: box' in out and 'HOG detector <- taken' in out
     line = [t for t in out.splitlines() if t.startswith('landmarks: ')][0]
     assert len(line.split()[1].split(',')) == 10
     align.cli(['--image', photo, '--landmarks', line.split()[1], '--out', 'given.jpg'])
     assert (tmp_path / 'given.jpg').read_bytes() == (tmp_path / 'aligned' / '000001.jpg').read_bytes()
-    preview = align.cv2.imread('preview.png')
+    preview = align.cv2.imread('new/preview.png')
     assert preview.shape == align.cv2.imread(photo).shape
     assert (np.abs(preview.astype(int) - align.cv2.imread(photo)).max(axis=2) > 100).sum() > 500
     # --face K: two faces, the larger (photo 2, scaled 1.3) first

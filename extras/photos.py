@@ -241,6 +241,7 @@ def draw_preview(bgr, faces, taken, lm, path):
                     0.5 * thick, colour, thick)
     for x, y in np.reshape(lm, (5, 2)):
         cv2.circle(img, (round(x), round(y)), 2 * thick, (0, 0, 255), -1)
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)     # as align_photo's --out
     refuse(not cv2.imwrite(path, img), f'--preview {path}: could not be written')
 
 
