@@ -409,9 +409,9 @@ def build_model(model, Ax, Be, train_G=True):
                 real_Ax=real_Ax, fake_Bx=fake_Bx, real_Be=real_Be, fake_Ae=fake_Ae)
 
 def g_var_list(model):
-    """model.py: g_var_list, joiner then splitter, as (TF-style name, parameter) pairs."""
-    return [(f'G_joiner/{n}', p) for n, p in model.joiner.named_parameters()] + \
-           [(f'G_splitter/{n}', p) for n, p in model.splitter.named_parameters()]
+    """model.py: g_var_list, joiner then splitter, as (TF variable name, parameter) pairs."""
+    return [(tf_name(f'{net}.{n}') + ':0', p) for net in ('joiner', 'splitter')
+            for n, p in getattr(model, net).named_parameters()]
 
 def d_var_list(model):
     """model.py: d_var_list: every trainable variable of both critics, BN and fc bias included."""
@@ -427,9 +427,10 @@ def G_loss(model, Ax, Be, t):
     loss['Ae'] = -t['fake_Ae'].mean()
     loss['parallelogram'] = PARALLELOGRAM_WEIGHT * (Ax + Be - t['Bx'] - t['Ae']).abs().mean()
     loss['loss_G_nodecay'] = sum(loss.values())
-    # Decay covers the G conv/deconv kernels only (names ending 'W'), not the joiner bias b.
-    loss['loss_G_decay'] = sum(0.5 * WEIGHT_DECAY * w.square().mean()
-                               for name, w in g_var_list(model) if name.endswith('W'))
+    loss['loss_G_decay'] = 0.0
+    for name, w in g_var_list(model):
+        if name.startswith('G') and name.endswith('W:0'):
+            loss['loss_G_decay'] += 0.5 * WEIGHT_DECAY * w.square().mean()
     loss['loss_G'] = loss['loss_G_decay'] + loss['loss_G_nodecay']
     return loss
 
@@ -529,108 +530,39 @@ def write_samples(t, sample_dir, i):
         imsave(os.path.join(sample_dir, 'iter_{:06d}_{}.jpg'.format(i, j)), row[j])
 
 def train(args):
-    device = pick_device(args.device, args.tf32, args.deterministic, args.bf16)
-    data = load_dataset(args.data_dir, args.attribute, args.partition == 'train')
-    args.attribute, args.data = data.attribute, data.identity()     # recorded in the config
-    held = data.rows('val', 'test') if args.partition == 'train' else set()   # train.py: all
-    model_dir = os.path.join(args.exp_dir, 'model')
-    latest = os.path.join(model_dir, 'latest.pt')
-    refuse(args.resume and not os.path.isfile(latest), f'--resume: no checkpoint at {latest}')
-    refuse(not args.resume and os.path.exists(latest), f'{args.exp_dir} already holds a run '
-           f'({latest}); pass --resume to continue it, or choose another --exp_dir')
-    ckpt = load_checkpoint(latest, device) if args.resume else None
-    if ckpt:
-        require_same_config(ckpt, latest, args, 'data', 'second_ratio', 'partition', 'attribute',
-                            'img_size', 'bf16')
-    images, bad, _ = load_cache(data, args.num_workers, args.skip_bad, args.img_size)
-    samplers = []
-    for idxs, seed, name in ((data.idxs1, args.seed, 'A'), (data.idxs2, args.seed + 1, 'B')):
-        idxs = [i for i in idxs if i not in bad | held]
-        refuse(args.batch_size > len(idxs),
-               f'--batch_size {args.batch_size} is larger than set {name} '
-               f'({len(idxs)} training images)')
-        samplers.append(Sampler(images, idxs, args.batch_size, seed, device))
-    sampler_A, sampler_B = samplers
-
-    torch.manual_seed(args.seed)
-    model = prepare_for_training(GeneGAN(args.second_ratio, args.img_size), device, args.compile)
-    trainer = Trainer(model, args.lr, args.clip_after_update, args.bf16)
-    state = dict(model=model, g_opt=trainer.g_opt, d_opt=trainer.d_opt,
-                 sampler_A=sampler_A, sampler_B=sampler_B)       # what a checkpoint holds
-    start = ckpt['iter'] if ckpt else 0
-    if ckpt:
-        for key, value in state.items():
-            value.load_state_dict(ckpt[key])
-        torch.set_rng_state(ckpt['torch_rng'].cpu())
-    sample_dir, log_dir = (os.path.join(args.exp_dir, d) for d in ('sample_img', 'logs'))
-    for d in (model_dir, sample_dir, log_dir):
-        os.makedirs(d, exist_ok=True)
-    lock = hold_exp_dir(args.exp_dir)
-    config = {k: v for k, v in vars(args).items() if k != 'func'}
-    pending = {}        # {(iteration, loss name): 0-dim tensor}, checked at each log and save
-
-    def stop_if_broken(i=None):
-        """Stop on a non-finite loss since the last check; with i (before a save), or weight."""
-        bad = non_finite(pending) if pending else None
-        what = bad and f'iteration {bad[0]}: loss {bad[1]} is {float(pending[bad])}'
-        pending.clear()
-        if not what and i is not None:
-            # Losses are those before each update: a step that broke the weights shows only here.
-            var = non_finite(model.tf_state())
-            what = var and f'iteration {i}: variable {var} is not finite after the update'
-        kept = latest if os.path.exists(latest) else 'none yet'
-        refuse(what, f'{what}; training stopped, the last good checkpoint ({kept}) is kept')
-
-    def save(i, paths):
-        stop_if_broken(i)
-        save_checkpoint(paths, dict({k: v.state_dict() for k, v in state.items()},
-                                    format=CHECKPOINT_FORMAT, iter=i + 1, config=config,
-                                    torch_rng=torch.get_rng_state()))
-        for old in sorted(glob.glob(os.path.join(model_dir, 'model_*.pt')))[:-args.keep]:
-            os.remove(old)
-
-    log = MetricsLog(log_dir, start)
-    stop = StopRequest()
-    i = start - 1
-    bar = tqdm(range(start, args.max_iter), initial=start, total=args.max_iter, desc='train',
-               unit='it', dynamic_ncols=True)
-    try:
-        for i in bar:
+    """train.py: run. What train.py leaves to TF and its session (the data set and its queues,
+    the device, the restore, folders, checkpoints and summaries, Ctrl-C) is class Run's, in the
+    infrastructure section."""
+    with Run(args) as run:
+        model, trainer, sampler_A, sampler_B = run.model, run.trainer, run.sampler_A, run.sampler_B
+        for i in run.iterations():
             d_num = args.d_burst if i % args.d_burst_every == 0 else 1
-            for k in range(d_num):
+
+            # update D with clipping
+            for j in range(d_num):
                 loss_D = trainer.d_step(sampler_A.draw(), sampler_B.draw())
-                step = f' (D step {k + 1} of {d_num})' if d_num > 1 else ''
-                pending.update({(i, n + step): v for n, v in loss_D.items()})
+                run.watch(i, loss_D, f' (D step {j + 1} of {d_num})' if d_num > 1 else '')
+
+            # update G
             loss_G = trainer.g_step(sampler_A.draw(), sampler_B.draw())
-            pending.update({(i, n): v for n, v in loss_G.items()})
+            run.watch(i, loss_G)
 
             if i % args.log_every == 0:
-                stop_if_broken()
-                values, _ = evaluate(model, sampler_A.draw(), sampler_B.draw())
-                values.update(g_learning_rate=args.lr, d_learning_rate=args.lr)
-                log.log(i, values)
-                bar.set_postfix(loss_G=f'{values["loss_G"]:.4f}', loss_D=f'{values["loss_D"]:.4f}')
+                run.summary(i, evaluate(model, sampler_A.draw(), sampler_B.draw())[0])
+
+            # train.py saves, then samples. Sampling first lets the checkpoint hold the samplers
+            # as iteration i + 1 finds them, so that a resumed run draws what a straight one does.
             if i % args.sample_every == 0:
-                _, t = evaluate(model, sampler_A.draw(), sampler_B.draw())
-                write_samples(t, sample_dir, i)
-                log.images(i, t)
+                t = evaluate(model, sampler_A.draw(), sampler_B.draw())[1]
+                write_samples(t, run.sample_dir, i)
+                # train.py's image summaries are in its merged summary (every 20 iterations);
+                # here they come with the samples: 100k iterations of them would be several GB.
+                run.log.images(i, t)
             if i % args.save_every == 0:
-                save(i, [os.path.join(model_dir, 'model_{:06d}.pt'.format(i)), latest])
-            if stop.requested:
+                run.save(i, 'model_{:06d}.pt'.format(i))
+            if run.stop.requested:
                 break
-        if i >= start and i % args.save_every != 0:
-            save(i, [latest])
-    except Exception as err:    # a compiler backend that cannot run here fails on the first step
-        if args.compile and i == start:
-            raise UserError(f'--compile failed on {device} ({err!r:.150}); run without --compile')
-        raise
-    finally:
-        bar.close()
-        log.close()
-        stop.restore()
-        lock.close()
-    print(f'stopped after iteration {i}: saved {latest}; continue with --resume' if stop.requested
-          else f'done: {args.max_iter} iterations, checkpoint {latest}')
+        run.save_last()     # train.py: saver.save(sess, 'model.ckpt') after the loop
 
 # ---- demos: test.py (swap_attribute, interpolation, interpolation_matrix) ------------------------
 def imresize(img, size=IMG_SIZE):
@@ -733,7 +665,120 @@ def demo(args):
         imsave(os.path.join(args.out_dir, name), img)
     print('wrote ' + ' '.join(os.path.join(args.out_dir, name) for name in outputs))
 
-# ---- infrastructure: devices, the image cache, checkpoints, logs, run lock, stops ----------------
+# ---- infrastructure: the run, devices, the image cache, checkpoints, logs, run lock, stops -------
+class Run:
+    """train()'s setup and bookkeeping. Setup: the data set, its cache and the two samplers
+    (without held-out or unreadable rows), the model and its Trainer on the device, --resume from
+    latest.pt, the folders, the run lock, the metrics log and Ctrl-C (released on exit). Each
+    iteration: its losses watched for non-finite values, and the checkpoints."""
+    def __init__(self, args):
+        self.args = args
+        self.device = device = pick_device(args.device, args.tf32, args.deterministic,
+                                           args.bf16)
+        data = load_dataset(args.data_dir, args.attribute, args.partition == 'train')
+        args.attribute, args.data = data.attribute, data.identity()     # recorded in the config
+        held = data.rows('val', 'test') if args.partition == 'train' else set()   # train.py: all
+        self.model_dir = os.path.join(args.exp_dir, 'model')
+        self.latest = os.path.join(self.model_dir, 'latest.pt')
+        refuse(args.resume and not os.path.isfile(self.latest),
+               f'--resume: no checkpoint at {self.latest}')
+        refuse(not args.resume and os.path.exists(self.latest), f'{args.exp_dir} already holds a '
+               f'run ({self.latest}); pass --resume to continue it, or choose another --exp_dir')
+        ckpt = load_checkpoint(self.latest, device) if args.resume else None
+        if ckpt:
+            require_same_config(ckpt, self.latest, args, 'data', 'second_ratio', 'partition',
+                                'attribute', 'img_size', 'bf16')
+        images, bad, _ = load_cache(data, args.num_workers, args.skip_bad, args.img_size)
+        samplers = []
+        for idxs, seed, name in ((data.idxs1, args.seed, 'A'), (data.idxs2, args.seed + 1, 'B')):
+            idxs = [i for i in idxs if i not in bad | held]
+            refuse(args.batch_size > len(idxs),
+                   f'--batch_size {args.batch_size} is larger than set {name} '
+                   f'({len(idxs)} training images)')
+            samplers.append(Sampler(images, idxs, args.batch_size, seed, device))
+        self.sampler_A, self.sampler_B = samplers
+
+        torch.manual_seed(args.seed)
+        self.model = prepare_for_training(GeneGAN(args.second_ratio, args.img_size), device,
+                                          args.compile)
+        self.trainer = Trainer(self.model, args.lr, args.clip_after_update, args.bf16)
+        self.state = dict(model=self.model, g_opt=self.trainer.g_opt, d_opt=self.trainer.d_opt,
+                          sampler_A=self.sampler_A, sampler_B=self.sampler_B)   # a checkpoint's
+        self.start = ckpt['iter'] if ckpt else 0
+        if ckpt:
+            for key, value in self.state.items():
+                value.load_state_dict(ckpt[key])
+            torch.set_rng_state(ckpt['torch_rng'].cpu())
+        self.i = self.start - 1         # the iteration reached
+        self.pending = {}   # {(iteration, loss name): 0-dim tensor}, checked at each log and save
+        self.sample_dir, log_dir = (os.path.join(args.exp_dir, d) for d in ('sample_img', 'logs'))
+        for d in (self.model_dir, self.sample_dir, log_dir):
+            os.makedirs(d, exist_ok=True)
+        self.lock = hold_exp_dir(args.exp_dir)
+        self.config = {k: v for k, v in vars(args).items() if k != 'func'}
+        self.log = MetricsLog(log_dir, self.start)
+        self.stop = StopRequest()
+        self.bar = tqdm(range(self.start, args.max_iter), initial=self.start, total=args.max_iter,
+                        desc='train', unit='it', dynamic_ncols=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, traceback):
+        self.bar.close()
+        self.log.close()
+        self.stop.restore()
+        self.lock.close()
+        # a compiler backend that cannot run here fails on the first step
+        if isinstance(err, Exception) and self.args.compile and self.i == self.start:
+            raise UserError(f'--compile failed on {self.device} ({err!r:.150}); run without '
+                            f'--compile')
+
+    def iterations(self):
+        for self.i in self.bar:
+            yield self.i
+
+    def watch(self, i, loss, step=''):
+        self.pending.update({(i, name + step): v for name, v in loss.items()})
+
+    def check(self, i=None):
+        """Stop on a non-finite loss since the last check; with i (before a save), or weight."""
+        bad = non_finite(self.pending) if self.pending else None
+        what = bad and f'iteration {bad[0]}: loss {bad[1]} is {float(self.pending[bad])}'
+        self.pending.clear()
+        if not what and i is not None:
+            # Losses are those before each update: a step that broke the weights shows only here.
+            var = non_finite(self.model.tf_state())
+            what = var and f'iteration {i}: variable {var} is not finite after the update'
+        kept = self.latest if os.path.exists(self.latest) else 'none yet'
+        refuse(what, f'{what}; training stopped, the last good checkpoint ({kept}) is kept')
+
+    def summary(self, i, values):
+        """train.py: the merged summary's scalars, learning rates included."""
+        self.check()
+        values.update(g_learning_rate=self.args.lr, d_learning_rate=self.args.lr)
+        self.log.log(i, values)
+        self.bar.set_postfix(loss_G=f'{values["loss_G"]:.4f}', loss_D=f'{values["loss_D"]:.4f}')
+
+    def save(self, i, *names):
+        """NAMES and latest.pt in the model folder, holding iteration i + 1 to run next; the
+        oldest model_*.pt beyond --keep are deleted."""
+        self.check(i)
+        save_checkpoint([os.path.join(self.model_dir, n) for n in (*names, 'latest.pt')],
+                        dict({k: v.state_dict() for k, v in self.state.items()},
+                             format=CHECKPOINT_FORMAT, iter=i + 1, config=self.config,
+                             torch_rng=torch.get_rng_state()))
+        for old in sorted(glob.glob(os.path.join(self.model_dir, 'model_*.pt')))[:-self.args.keep]:
+            os.remove(old)
+
+    def save_last(self):
+        """latest.pt after the loop (done, or stopped), unless its last iteration saved it."""
+        if self.i >= self.start and self.i % self.args.save_every != 0:
+            self.save(self.i)
+        print(f'stopped after iteration {self.i}: saved {self.latest}; continue with --resume'
+              if self.stop.requested
+              else f'done: {self.args.max_iter} iterations, checkpoint {self.latest}')
+
 def pick_device(name='auto', tf32=False, deterministic=False, bf16=False):
     """'auto' = mps, then cuda, then cpu. Everything runs in float32, as the TF code does: TF32 is
     off on CUDA unless asked for. deterministic: PyTorch's reproducibility recipe, no autotuning.
@@ -1096,5 +1141,6 @@ def main(argv=None):
     return 0
 
 
-if __name__ == '__main__':
-    sys.exit(main())
+if __name__ == '__main__':     # hand over to the module that extras/ imports: one copy of each
+    import genegan
+    sys.exit(genegan.main())

@@ -11,9 +11,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import align
 import genegan as G
+from test_genegan import D_LOSS_KEYS, G_LOSS_KEYS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REF = np.load(os.path.join(HERE, 'testdata', 'genegan_tf_reference.npz'))
@@ -36,9 +38,6 @@ TOL_ALIGN_MAT = 1e-9        # align/mat23
 TOL_BF16_LOSS_G, TOL_BF16_LOSS_D = 2e-3, 0.3
 TOL_BF16_AFTER, TOL_BF16_MOVING, TOL_BF16_MS, TOL_BF16_G_MOVE = 5e-3, 5e-3, 3e-2, 3e-2
 
-G_LOSS_KEYS = ('e', 'cycle_Ax', 'cycle_Be', 'Bx', 'Ae', 'parallelogram',   # model.py's G_loss keys
-               'loss_G_nodecay', 'loss_G_decay', 'loss_G')
-D_LOSS_KEYS = ('Ax_Bx', 'Be_Ae', 'loss_D')
 
 
 def rel_err(port, ref):
@@ -227,7 +226,8 @@ def after_errors(tv):
         if 'moving_' in name:
             errors[name] = rel_err(value, REF['after/' + name])
         else:
-            errors[name] = rel_err(value.ravel()[REF[f'after/{name}/idx']], REF[f'after/{name}/samples'])
+            errors[name] = rel_err(value.ravel()[REF[f'after/{name}/idx']],
+                                   REF[f'after/{name}/samples'])
     return errors
 
 
@@ -275,7 +275,8 @@ def test_training_iterations_match_tf():
 
 def test_compiled_training_matches_tf():
     """`train --compile` (torch.compile of the four networks) keeps the parity."""
-    assert_training_matches_tf(G.prepare_for_training(seeded_model(), torch.device('cpu'), compile=True))
+    model = G.prepare_for_training(seeded_model(), torch.device('cpu'), compile=True)
+    assert_training_matches_tf(model)
 
 
 def test_bf16_training_iterations_match_tf_within_bf16_tolerances():
@@ -289,7 +290,8 @@ def test_bf16_training_iterations_match_tf_within_bf16_tolerances():
             assert abs(float(value) - ref) <= 1e-7 + TOL_BF16_LOSS_G * abs(ref), (k, name)
         scale = max(abs(float(REF[f'iter{k}/d/{name}'])) for name in d)
         for name, value in d.items():
-            assert abs(float(value) - REF[f'iter{k}/d/{name}']) <= TOL_BF16_LOSS_D * scale, (k, name)
+            off = abs(float(value) - REF[f'iter{k}/d/{name}'])
+            assert off <= TOL_BF16_LOSS_D * scale, (k, name)
         if k == 0:                          # float32 is within 1e-5 here: bfloat16 did run
             assert abs(float(d['loss_D']) - REF['iter0/d/loss_D']) > 1e-3
     tv = model.tf_variables()
@@ -393,16 +395,39 @@ def test_train_resize_matches_dataset_py_at_any_size(size, name, seed):
     for k, (h, w) in enumerate(json.loads(str(ref['meta']))['shapes']):
         img = np.random.RandomState(seed + k).randint(0, 256, (h, w, 3)).astype(np.uint8)
         out = G.train_resize(img, size)
-        assert out.shape == (size, size, 3) and np.array_equal(out.astype(np.float32), ref[f'resize/{k}'])
+        assert out.shape == (size, size, 3)
+        assert np.array_equal(out.astype(np.float32), ref[f'resize/{k}'])
         assert out.dtype == (np.uint8 if h % size == 0 and w % size == 0 else np.float32), (h, w)
 
 
-def test_test_resize_is_pil_bilinear():
-    img = REF['resize/in256']
+@pytest.mark.parametrize('h, w', [(256, 256), (218, 178), (100, 37), (40, 300), (63, 65)])
+def test_test_resize_is_pil_bilinear(h, w):
+    """test.py: misc.imresize(misc.imread(path), (64, 64)) hands the uint8 image to PIL as it is
+    (bytescale leaves uint8 alone) and resizes it bilinearly: so do the demos, on any size."""
+    img = np.random.RandomState(h * w).randint(0, 256, (h, w, 3)).astype(np.uint8)
+    pil = np.asarray(Image.fromarray(img).resize((64, 64), Image.BILINEAR))
     out = G.imresize(img)
-    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
-    assert not np.array_equal(out, G.train_resize(img)), 'test.py resizes unlike dataset.py'
-    assert np.array_equal(G.imresize(out), out)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8 and np.array_equal(out, pil)
+    assert np.array_equal(G.imresize(out), out), 'a 64x64 image passes unchanged, as in PIL'
+    model = seeded_model(infer=True)
+    swapped = G.swap(model, img, img[::-1])
+    expected = G.swap(model, pil, np.asarray(Image.fromarray(img[::-1]).resize((64, 64),
+                                                                               Image.BILINEAR)))
+    assert all(np.array_equal(a, b) for a, b in zip(swapped, expected))
+    if (h, w) == (256, 256):
+        assert not np.array_equal(out, G.train_resize(img)), 'test.py resizes unlike dataset.py'
+
+
+def test_imsave_stretches_the_contrast_as_scipy_misc_imsave(tmp_path):
+    """misc.imsave(path, float array) byte-scales first: the array's min to 0, its max to 255,
+    linearly, rounded; the official samples and demo JPEGs are stretched so."""
+    img = np.random.RandomState(0).uniform(37.3, 201.9, (6, 10, 3))
+    G.imsave(str(tmp_path / 'x.png'), img)
+    got = np.asarray(Image.open(tmp_path / 'x.png')).astype(np.float64)
+    stretched = (img - img.min()) / (img.max() - img.min()) * 255
+    assert got.min() == 0 and got.max() == 255 and np.abs(got - stretched).max() <= 0.5
+    G.imsave(str(tmp_path / 'flat.png'), np.full((4, 4, 3), 90.0))      # no range: all 0
+    assert not np.asarray(Image.open(tmp_path / 'flat.png')).any()
 
 
 def test_align_matrices_match_preprocess_py():

@@ -84,10 +84,10 @@ def main():
                          + ' | '.join(cells + marks[1:]) + ' |')
         if key in SHORT:
             official, port = per_side['official'], per_side['port']
+            lo, hi, mean = official.min(0), official.max(0), port.mean(0)
             short.append(f'| {key} | ' + ' | '.join(
-                f'{official[:, w].mean():.3g} [{official[:, w].min():.3g}, '
-                f'{official[:, w].max():.3g}] / {port[:, w].mean():.3g} '
-                f'{"in" if official[:, w].min() <= port[:, w].mean() <= official[:, w].max() else "OUT"}'
+                f'{official[:, w].mean():.3g} [{lo[w]:.3g}, {hi[w]:.3g}] / {mean[w]:.3g} '
+                f'{"in" if lo[w] <= mean[w] <= hi[w] else "OUT"}'
                 for w in range(last // WINDOW)) + ' |')
     for name in others:
         lines += ['', f'Windows where the mean of "{name}" lies inside the official range, per '

@@ -52,7 +52,8 @@ NOTES = [
 
 def recipe(names_shapes):
     """A recipe per variable, sorted by name, seeds from 1000: kernels W N(0, 0.02), BatchNorm
-    gamma N(1, 0.1), moving_variance U(0.5, 1.5), and the rest (beta, moving_mean, biases) N(0, 0.1)."""
+    gamma N(1, 0.1), moving_variance U(0.5, 1.5), and the rest (beta, moving_mean, biases)
+    N(0, 0.1)."""
     out = []
     for k, (name, shape) in enumerate(sorted(names_shapes)):
         leaf = name.split('/')[-1]
@@ -104,12 +105,14 @@ def training(official, out, like, rs, own):
                                             'real_Ax', 'fake_Bx', 'real_Be', 'fake_Ae')}
     for k, value in sess.run(fetch, feed).items():
         out[f'forward/{k}'] = value
-    losses = dict(model.G_loss, loss_G_nodecay=model.loss_G_nodecay, loss_G_decay=model.loss_G_decay,
+    losses = dict(model.G_loss, loss_G_nodecay=model.loss_G_nodecay,
+                  loss_G_decay=model.loss_G_decay,
                   loss_G=model.loss_G, **model.D_loss, loss_D=model.loss_D)
     for k, value in sess.run(losses, feed).items():
         out[f'loss0/{k}'] = np.float64(value)
     trainable = {v.name[:-2]: v for v in model.g_var_list + model.d_var_list}
-    grads = tf.gradients(model.loss_G, model.g_var_list) + tf.gradients(model.loss_D, model.d_var_list)
+    grads = (tf.gradients(model.loss_G, model.g_var_list)
+             + tf.gradients(model.loss_D, model.d_var_list))
     idx = {}
     for (name, var), grad in zip(trainable.items(), sess.run(grads, feed)):
         n = int(np.prod(var.shape.as_list()))
@@ -165,7 +168,8 @@ def inference(out, variables, rs):
         out['infer/src'], out['infer/att'] = (rs.randint(0, 256, (1, 64, 64, 3)).astype(np.uint8)
                                               for _ in 'sa')
         out['infer/atts'] = rs.randint(0, 256, (4, 64, 64, 3)).astype(np.uint8)
-        src, att, atts = (out[k].astype(np.float32) for k in ('infer/src', 'infer/att', 'infer/atts'))
+        src, att, atts = (out[k].astype(np.float32)
+                          for k in ('infer/src', 'infer/att', 'infer/atts'))
         cwd = os.getcwd()
         os.chdir(ckpt_dir)                  # test.py writes its images to the current folder
         try:
@@ -202,6 +206,15 @@ def resize(image, size):
         return sess.run(op)
 
 
+def versions():
+    """What the record ran under: the alignment keys depend on OpenCV's rounding (another OpenCV
+    moves align/aligned0 by a grey level), the rest on TensorFlow and its Keras 2."""
+    import cv2
+    import tf_keras
+    return dict(tensorflow=tf.__version__, tf_keras=tf_keras.__version__, opencv=cv2.__version__,
+                numpy=np.__version__, python=sys.version.split()[0])
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--official', help='a checkout of Prinsphield/GeneGAN')
@@ -220,7 +233,7 @@ def main():
                    f'(h, w, 3)).astype(np.uint8), then cast to float32',
             op=f'tf.compat.v1.image.resize_images(tf.cast(image, tf.float32), size=[{size}, '
                f'{size}]) (dataset.py read_images{" at 128" if size == 128 else ""})',
-            tensorflow=tf.__version__, shapes=RESIZE_SHAPES[size]))
+            **versions(), shapes=RESIZE_SHAPES[size]))
         np.savez(args.out, **out)
         return
     if not args.official:
@@ -234,7 +247,7 @@ def main():
     resize_align(out, like, rs, own)
     out['meta'] = json.dumps(dict(
         source='official GeneGAN TensorFlow code (model.py, test.py, dataset.py, preprocess.py), '
-               'run under tf.compat.v1', tensorflow=tf.__version__, batch=BATCH, lr=LR,
+               'run under tf.compat.v1', **versions(), batch=BATCH, lr=LR,
         iters=ITERS, layout='TensorFlow NHWC; weights in TF layout', variables=variables,
         variables_infer=variables, notes=NOTES))
     np.savez(args.out, **out)
