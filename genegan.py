@@ -1043,7 +1043,8 @@ class Help(argparse.ArgumentDefaultsHelpFormatter):
 # This project's own commands: extras/MODULE.py holds each one's flags and its main(args).
 ADDITIONS = {'eval': ('evaluation', 'score a checkpoint: transfer, removal, PSNR'),
              'toy': ('toy', 'write a toy data set: CelebA\'s files or two folders'),
-             'bench': ('bench', 'time training, sampling and alignment on synthetic data')}
+             'bench': ('bench', 'time training, sampling and alignment on synthetic data'),
+             'edit': ('edit', 'your photo with an attribute put in or taken out, at its size')}
 
 def build_parser(run=None):
     """The CLI; RUN names the command to be run, whose module alone is imported (its flags)."""

@@ -13,7 +13,7 @@ import torch
 
 import align
 import genegan as G
-from extras import evaluation, photos as own_photos, toy as toy_set
+from extras import edit, evaluation, photos as own_photos, toy as toy_set
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 G_LOSS_KEYS = ('e', 'cycle_Ax', 'cycle_Be', 'Bx', 'Ae', 'parallelogram',   # model.py's G_loss keys
@@ -674,6 +674,98 @@ def test_align_imports_nothing_of_genegan():
     assert proc.returncode == 0, proc.stderr
 
 
+# ---------------------------------------------------------------------------- your photo, edited
+def toy_photo(toy, i):
+    """Toy photo i (in the wild), its true five points and its alignment matrix."""
+    _, _, landmarks, names = align.read_table(toy, 'list_landmarks_celeba.txt')
+    lm = np.reshape(landmarks[i], (5, 2)).astype(float)
+    return os.path.join(toy, 'data', names[i]), lm, align.get_align_5p_mat23(lm, 256)
+
+
+def outside_crop(shape, mat23):
+    """The photo's pixels that the alignment maps outside the 256x256 crop."""
+    y, x = np.mgrid[:shape[0], :shape[1]]
+    u, v = (mat23 @ np.stack([x.ravel(), y.ravel(), np.ones(x.size)])).reshape(2, *shape[:2])
+    return (u < 0) | (v < 0) | (u > 255) | (v > 255)
+
+
+def sharpness(bgr, mat23):
+    """The Laplacian variance of the face, re-aligned to 256x256 from the same five points."""
+    face = align.cv2.warpAffine(bgr, mat23, (256, 256))[64:224, 64:192]
+    return align.cv2.Laplacian(align.cv2.cvtColor(face, align.cv2.COLOR_BGR2GRAY),
+                               align.cv2.CV_64F).var()
+
+
+def test_edit_writes_the_photo_with_only_the_face_changed(toy, trained, tmp_path, capsys):
+    photo, lm, mat23 = toy_photo(toy, 2)
+    points = ','.join(map(str, lm.ravel()))
+    common = [photo, '--ckpt', str(trained / 'model/latest.pt'), '--landmarks', points]
+    # this barely trained model changes the face visibly with the attribute scaled by 20
+    assert G.main(['edit', *common, '-t', G.aligned_path(toy, 1), '--strength', '20', '--out',
+                   str(tmp_path / 'add.png'), '--preview', str(tmp_path / 'new' / 'p.png')]) == 0
+    assert G.main(['edit', *common, '--remove', '--out', str(tmp_path / 'rm.jpg')]) == 0
+    assert G.main(['edit', *common, '-t', G.aligned_path(toy, 1), '--strength', '0',
+                   '--out', str(tmp_path / 'none.png')]) == 0
+    original = align.cv2.imread(photo)
+    outside = outside_crop(original.shape, mat23)
+    for name in ('add.png', 'rm.jpg', 'none.png'):
+        edited = align.cv2.imread(str(tmp_path / name))
+        assert edited.shape == original.shape, name
+        if name.endswith('.png'):          # the bytes outside the pasted region are the photo's
+            assert np.array_equal(edited[outside], original[outside]), name
+    changed = np.abs(align.cv2.imread(str(tmp_path / 'add.png')).astype(int) - original).max(2)
+    assert changed[~outside].max() > 5 and changed[~outside].mean() > 0.5
+    # strength 0: joiner(A, 0 * x) is --remove's output, pasted the same way
+    remove = edit.paste(original, mat23, align.align_face_5p(original, lm.ravel()),
+                        *edit.edit_face(G.load_model(argparse.Namespace(
+                            ckpt=str(trained / 'model/latest.pt'), model_dir=None), 'cpu')[2],
+                            align.align_face_5p(original, lm.ravel())[..., ::-1], None, 1))[0]
+    assert np.array_equal(align.cv2.imread(str(tmp_path / 'none.png')), remove)
+    preview = align.cv2.imread(str(tmp_path / 'new' / 'p.png'))
+    width = 2 * round(original.shape[1] * 512 / original.shape[0])
+    assert preview.shape == (512 + 256, max(width, 3 * 256), 3)
+    assert 'wrote ' in capsys.readouterr().out
+
+
+def drawn_edit(face):
+    """A stand-in for a model's edit of FACE (aligned, BGR): at the model's size, the output with a
+    dark open mouth and texture noise everywhere, the reconstruction the face itself."""
+    rec = G.imresize(face[..., ::-1]).astype(np.float32)
+    out = rec + np.random.RandomState(0).uniform(-6, 6, rec.shape).astype(np.float32)
+    align.cv2.ellipse(out, (32, 47), (8, 4), 0, 0, 360, (60, 20, 30), -1)
+    return out, rec
+
+
+def test_paste_keeps_the_photo_sharp_and_the_edit_where_the_model_changed(toy):
+    """The blend against the two plain pastes: the model's output alone (blurred, speckled) and
+    only its smoothed change (the old mouth stays under the new one)."""
+    photo, lm, mat23 = toy_photo(toy, 2)
+    bgr = align.cv2.imread(photo)
+    face = align.align_face_5p(bgr, lm.ravel())
+    out, rec = drawn_edit(face)
+    edited, crop = edit.paste(bgr, mat23, face, out, rec)
+    smooth, mask = edit.blend_maps(out, rec)
+    assert crop.shape == (256, 256, 3) and 0.01 < (mask > 0.5).mean() < 0.1   # the mouth
+    to_64 = mat23 / 4
+    to_64[:, 2] += 1 / 8 - 0.5                  # a crop pixel's place at the model's size
+
+    def warped(a):                              # a map at the model's size, in the photo
+        return align.cv2.warpAffine(a[..., ::-1].copy(), to_64, bgr.shape[1::-1],
+                                    flags=align.cv2.INTER_LINEAR | align.cv2.WARP_INVERSE_MAP)
+    inside = ~outside_crop(bgr.shape, mat23)[..., None]
+    plain = np.where(inside, np.clip(np.rint(warped(out)), 0, 255), bgr).astype(np.uint8)
+    change_only = np.clip(np.rint(bgr + warped(smooth)), 0, 255).astype(np.uint8)
+    before = sharpness(bgr, mat23)
+    assert sharpness(edited, mat23) > 0.5 * before and sharpness(plain, mat23) < 0.3 * before
+    # re-aligned from the same points, at the model's size: where the model changed the face,
+    # the edited photo is its edit, the change-only paste is not
+    changed = mask > 0.5
+    off = {name: np.abs(G.imresize(align.align_face_5p(img, lm.ravel())[..., ::-1])
+                        - out)[changed].mean()
+           for name, img in (('edited', edited), ('photo', bgr), ('change only', change_only))}
+    assert off['edited'] < 0.3 * off['photo'] and off['edited'] < 0.5 * off['change only'], off
+
+
 # ---------------------------------------------------------------------------- eval
 def eval_args(toy, trained, out, *extra):
     return ['eval', '--data_dir', toy, '--model_dir', str(trained / 'model'), '--num', '8',
@@ -1091,6 +1183,8 @@ def bad(toy, trained, tmp_path_factory):
     (tmp_path / 'notimage.jpg').write_text('hello')
     (tmp_path / 'a_file').write_text('')
     G.Image.new('RGB', (400, 400)).save(tmp_path / 'big.png')
+    G.Image.new('RGB', (120, 120), (128, 128, 128)).save(tmp_path / 'blank.png')
+    photo, lm, _ = toy_photo(toy, 0)
     no_attr = copy_toy(toy, tmp_path / 'no_attr')
     os.remove(os.path.join(no_attr, 'list_attr_celeba.txt'))
     no_align = copy_toy(toy, tmp_path / 'no_align')
@@ -1155,7 +1249,9 @@ def bad(toy, trained, tmp_path_factory):
     train = ['train', '--batch_size', '2']
     return types.SimpleNamespace(
         tmp_path=tmp_path, toy=toy, good=good, face=face, demo=demo, evaluate=evaluate, exp=exp,
-        train=train, two=two,
+        train=train, two=two, edit=['edit', photo, '--ckpt', good, '--landmarks',
+                                    ','.join(map(str, lm.ravel())), '--out',
+                                    str(tmp_path / 'edited.png')],
         train_on=lambda data, *flags: [*train, '--data_dir', data, '--exp_dir', exp, *flags],
         no_attr=no_attr, no_align=no_align, no_pos=no_pos,
         no_partition=no_partition, bad_partition=bad_partition, csv_no_header=csv_no_header,
@@ -1290,6 +1386,24 @@ USER_ERRORS = {     # a case: the broken inputs -> (genegan.py's argv, what its 
     'matrix-expected-4-arguments': lambda b: (
         ['matrix', '-i', b.face, '--targets', b.face, b.face, '--ckpt', b.good],
         'expected 4 arguments'),
+    'edit-no-face': lambda b: (
+        ['edit', str(b.tmp_path / 'blank.png'), '-t', b.face, '--ckpt', b.good, '--out',
+         str(b.tmp_path / 'x.png')], 'no face found in'),
+    'edit-target-not-an-image': lambda b: (
+        [*b.edit, '-t', str(b.tmp_path / 'notimage.jpg')], 'notimage.jpg: not a readable image'),
+    'edit-checkpoint-not-one': lambda b: (
+        [*b.edit, '-t', b.face, '--ckpt', str(b.tmp_path / 'notimage.jpg')],
+        'notimage.jpg is not a PyTorch file'),
+    'edit-strength-not-finite': lambda b: (
+        [*b.edit, '-t', b.face, '--strength', 'nan'], '--strength nan: a finite number'),
+    'edit-both-target-and-remove': lambda b: (
+        [*b.edit, '-t', b.face, '--remove'], 'give either -t TARGET'),
+    'edit-neither-target-nor-remove': lambda b: (b.edit, 'give either -t TARGET'),
+    'edit-output-folder-not-writable': lambda b: (
+        [*b.edit, '--remove', '--out', str(b.tmp_path / 'a_file' / 'x.png')],
+        'is not a folder that can be written'),
+    'edit-preview-not-an-image-name': lambda b: (
+        [*b.edit, '--remove', '--preview', str(b.tmp_path / 'p.txt')], 'not an image name'),
     'toy-argument-num-must-be': lambda b: (
         ['toy', '--out', str(b.tmp_path / 'toy2'), '--num', '1'],
         'argument --num: must be at least 2'),

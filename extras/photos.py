@@ -256,6 +256,19 @@ def align_photo(image, landmarks, out, face=1, preview=None):
     refuse(preview and not cv2.haveImageWriter(preview),
            f'--preview {preview}: not an image name (.jpg, .png, ...)')
     bgr = read_photo(image)
+    lm, faces = photo_points(image, bgr, landmarks, face)
+    if preview:
+        draw_preview(bgr, faces, face - 1, lm, preview)
+    os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
+    why = work((image, out, lm), skip_done=False)
+    refuse(why != 'aligned', why)
+    print(f'wrote {out}' + (f' and {preview}' if preview else ''))
+
+
+def photo_points(image, bgr, landmarks, face=1):
+    """The five points of photo IMAGE (read as BGR): the 10 comma-separated numbers LANDMARKS,
+    or the FACE-th face that FaceFinder offers (each face found is printed). Returns (points,
+    faces found)."""
     h, w = bgr.shape[:2]
     faces = []
     if landmarks:
@@ -278,9 +291,4 @@ def align_photo(image, landmarks, out, face=1, preview=None):
            f'--landmarks: a point lies outside the {w}x{h} image {image}: '
            f'give x,y pixel pairs, x to the right, y down')
     check_fit(lm, '--landmarks' if landmarks else f'{image}, face {face}')
-    if preview:
-        draw_preview(bgr, faces, face - 1, lm, preview)
-    os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
-    why = work((image, out, lm), skip_done=False)
-    refuse(why != 'aligned', why)
-    print(f'wrote {out}' + (f' and {preview}' if preview else ''))
+    return lm, faces
