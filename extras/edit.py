@@ -17,9 +17,9 @@ from genegan import (_batch, _image, at_least, atomic_write, inference, load_mod
 
 SHARED_FLAGS = ('model', 'device')
 # At the model's size (64; scaled at 128). Measured on held-out toy faces: docs/edit.md.
-CHANGE_SIGMA = 1.5          # px: the change is smoothed so that the model's texture stays out
+CHANGE_SIGMA = 0.75         # px: the change is smoothed so that the model's texture stays out
 MASK_SIGMA = 1.0            # px: |change| averaged over a neighbourhood before the thresholds
-MASK_LOW, MASK_HIGH = 12.0, 30.0   # grey levels: no output below, only output above
+MASK_LOW, MASK_HIGH = 10.0, 25.0   # grey levels: no output below, only output above
 FEATHER_SIGMA = 1.5         # px: the mask's edge
 BORDER = 4.0                # px: the crop's own edge fades out over this width
 JPEG_QUALITY = 95
@@ -53,14 +53,15 @@ def writable(path, flag):
 
 def edit_face(model, face, target, strength):
     """test.py's codes on the aligned face (RGB): with a target, swap_attribute's Bx with x scaled
-    as interpolation scales it, joiner(B, S * x); without, Ae, joiner(A, 0). Each beside the
-    model's reconstruction of the same face from its own codes."""
+    as interpolation scales it, joiner(B, S * x); without, Ae, joiner(A, 0) of the face itself.
+    Each beside the model's reconstruction of the same face from its own codes."""
     with inference(model):
-        A, x = model.splitter(_batch(model, face))
-        if target is None:
+        if target is None:                      # the face has the attribute: it is Ax
+            A, x = model.splitter(_batch(model, face))
             return _image(model.joiner(A, torch.zeros_like(x))), _image(model.joiner(A, x))
-        x_target = model.splitter(_batch(model, target))[1]
-        return _image(model.joiner(A, x_target * strength)), _image(model.joiner(A, x))
+        A, x = model.splitter(_batch(model, target))    # test.py feeds Ax = att_img, Be = src_img
+        B, e = model.splitter(_batch(model, face))
+        return _image(model.joiner(B, x * strength)), _image(model.joiner(B, e))
 
 
 def blend_maps(out, rec):
