@@ -878,14 +878,20 @@ def build_cache(data, cache, size, fingerprint, num_workers):
 
 def atomic_write(paths, data):
     """Write bytes to each path through a temp file of this process's own, fsync and rename: a
-    kill or a full disk at any moment leaves the file that was there before intact."""
+    kill or a full disk at any moment leaves the file that was there before intact. The paths
+    after the first are hard links to it (a checkpoint's 181 MB is written once), or copies on a
+    file system without links."""
     for path in paths:
         tmp = own_temp(path)
         try:
-            with open(tmp, 'wb') as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            linked = False
+            with contextlib.suppress(OSError):
+                linked = path != paths[0] and os.link(paths[0], tmp) is None
+            if not linked:
+                with open(tmp, 'wb') as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError as err:
             with contextlib.suppress(OSError):
