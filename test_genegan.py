@@ -1402,6 +1402,8 @@ USER_ERRORS = {     # a case: the broken inputs -> (genegan.py's argv, what its 
     'edit-output-folder-not-writable': lambda b: (
         [*b.edit, '--remove', '--out', str(b.tmp_path / 'a_file' / 'x.png')],
         'is not a folder that can be written'),
+    'edit-face-with-landmarks': lambda b: (
+        [*b.edit, '--remove', '--face', '2'], '--face K picks among the faces found'),
     'edit-preview-not-an-image-name': lambda b: (
         [*b.edit, '--remove', '--preview', str(b.tmp_path / 'p.txt')], 'not an image name'),
     'toy-argument-num-must-be': lambda b: (

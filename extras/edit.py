@@ -138,6 +138,8 @@ def main(args):
            'gains its attribute) or --remove (the face loses its own), one of them')
     refuse(args.strength is not None and (args.remove or not math.isfinite(args.strength)),
            f'--strength {args.strength}: a finite number, with -t (the attribute code\'s scale)')
+    refuse(args.face > 1 and args.landmarks, '--face K picks among the faces found: give it '
+           'without --landmarks')
     out = args.out or os.path.join('edited', os.path.splitext(os.path.basename(args.photo))[0]
                                    + '.jpg')
     refuse(os.path.abspath(out) == os.path.abspath(args.photo),
