@@ -727,6 +727,21 @@ def test_edit_writes_the_photo_with_only_the_face_changed(toy, trained, tmp_path
     assert 'wrote ' in capsys.readouterr().out
 
 
+def test_edit_takes_the_kth_face_found(toy, trained, tmp_path, capsys):
+    two, width = two_faces(toy, tmp_path)       # --face 1 is the larger, right; 2 the left
+    assert G.main(['edit', two, '--face', '2', '-t', G.aligned_path(toy, 1), '--strength', '20',
+                   '--ckpt', str(trained / 'model/latest.pt'), '--out',
+                   str(tmp_path / 'left.png')]) == 0
+    out = capsys.readouterr().out
+    assert 'face 2 of 2' in out and '<- taken' in out.splitlines()[1]
+    lm = np.array(out.split('landmarks: ')[1].split()[0].split(','), float).reshape(5, 2)
+    assert lm[:, 0].max() < width                       # the left face's points
+    canvas, edited = (align.cv2.imread(str(tmp_path / n)) for n in ('two.png', 'left.png'))
+    outside = outside_crop(canvas.shape, align.get_align_5p_mat23(lm, 256))
+    assert np.array_equal(edited[outside], canvas[outside])
+    assert np.abs(edited[~outside].astype(int) - canvas[~outside]).max() > 5
+
+
 def drawn_edit(face):
     """A stand-in for a model's edit of FACE (aligned, BGR): at the model's size, the output with a
     dark open mouth and texture noise everywhere, the reconstruction the face itself."""
