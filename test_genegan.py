@@ -742,6 +742,25 @@ def test_edit_takes_the_kth_face_found(toy, trained, tmp_path, capsys):
     assert np.abs(edited[~outside].astype(int) - canvas[~outside]).max() > 5
 
 
+def test_edit_writes_the_photo_as_its_exif_orientation_shows_it(toy, trained, tmp_path):
+    """A photo stored on its side with EXIF orientation 6 (turn 90 degrees clockwise to show):
+    align.py reads it upright (OpenCV applies the tag), and so does edit: the output is upright."""
+    photo, lm, mat23 = toy_photo(toy, 2)
+    upright = G.Image.open(photo)
+    exif = G.Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(G.Image.Transpose.ROTATE_90).save(tmp_path / 'side.jpg', exif=exif,
+                                                        quality=95)
+    shown = align.cv2.imread(str(tmp_path / 'side.jpg'))
+    assert shown.shape[:2] == (upright.height, upright.width)
+    assert G.main(['edit', str(tmp_path / 'side.jpg'), '--remove', '--landmarks',
+                   ','.join(map(str, lm.ravel())), '--ckpt', str(trained / 'model/latest.pt'),
+                   '--out', str(tmp_path / 'out.png')]) == 0
+    edited = align.cv2.imread(str(tmp_path / 'out.png'))
+    outside = outside_crop(shown.shape, mat23)
+    assert edited.shape == shown.shape and np.array_equal(edited[outside], shown[outside])
+
+
 def drawn_edit(face):
     """A stand-in for a model's edit of FACE (aligned, BGR): at the model's size, the output with a
     dark open mouth and texture noise everywhere, the reconstruction the face itself."""
