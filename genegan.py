@@ -884,10 +884,10 @@ def atomic_write(paths, data):
     for path in paths:
         tmp = own_temp(path)
         try:
-            linked = False
             with contextlib.suppress(OSError):
-                linked = path != paths[0] and os.link(paths[0], tmp) is None
-            if not linked:
+                if path != paths[0]:
+                    os.link(paths[0], tmp)
+            if not os.path.exists(tmp):         # the first path, or no link to be had
                 with open(tmp, 'wb') as f:
                     f.write(data)
                     f.flush()

@@ -223,6 +223,20 @@ def test_killed_save_leaves_previous_checkpoint(trained, tmp_path, monkeypatch):
     assert load(latest)['iter'] == 6
 
 
+def test_checkpoint_paths_after_the_first_are_links_or_copies(tmp_path, monkeypatch):
+    paths = [str(tmp_path / 'model_000004.pt'), str(tmp_path / 'latest.pt')]
+    G.atomic_write(paths, b'iteration 5')
+    assert os.path.samefile(*paths)
+
+    def no_links(src, dst):                     # a file system without hard links
+        raise OSError(1, 'Operation not permitted')
+    monkeypatch.setattr(os, 'link', no_links)
+    G.atomic_write(paths, b'iteration 7')
+    assert not os.path.samefile(*paths)
+    assert [open(p, 'rb').read() for p in paths] == [b'iteration 7'] * 2
+    assert sorted(os.listdir(tmp_path)) == ['latest.pt', 'model_000004.pt']
+
+
 def test_demo_commands_write_official_sizes(toy, trained, tmp_path):
     faces = [G.aligned_path(toy, i) for i in range(5)]
     common = ['--model_dir', str(trained / 'model'), '--out_dir', str(tmp_path / 'out')]
