@@ -13,7 +13,6 @@ import difflib
 import glob
 import hashlib
 import importlib
-import io
 import json
 import os
 import pickle
@@ -877,10 +876,10 @@ def build_cache(data, cache, size, fingerprint, num_workers):
     return meta
 
 def atomic_write(paths, data):
-    """Write bytes to each path through a temp file of this process's own, fsync and rename: a
-    kill or a full disk at any moment leaves the file that was there before intact. The paths
-    after the first are hard links to it (a checkpoint's 181 MB is written once), or copies on a
-    file system without links."""
+    """Write DATA (bytes, or a function that writes into an open file) to each path through a temp
+    file of this process's own, fsync and rename: a kill or a full disk at any moment leaves the
+    file that was there before intact. The paths after the first are hard links to it (a
+    checkpoint's 181 MB is written once), or copies on a file system without links."""
     for path in paths:
         tmp = own_temp(path)
         try:
@@ -889,20 +888,22 @@ def atomic_write(paths, data):
                     os.link(paths[0], tmp)
             if not os.path.exists(tmp):         # the first path, or no link to be had
                 with open(tmp, 'wb') as f:
-                    f.write(data)
+                    data(f) if callable(data) else f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, path)
-        except OSError as err:
+        except (OSError, RuntimeError) as err:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
-            raise UserError(f'could not write {path} ({err.strerror or err}); '
+            why = err if isinstance(err, OSError) else err.__context__   # torch.save's RuntimeError
+            if not isinstance(why, OSError):                            # holds the write's OSError
+                raise
+            raise UserError(f'could not write {path} ({why.strerror or why}); '
                             f'the previous file is left as it was')
 
 def save_checkpoint(paths, state):
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write(paths, buf.getbuffer())
+    """Streamed into the file: no copy of the checkpoint in memory."""
+    atomic_write(paths, lambda f: torch.save(state, f))
 
 def load_checkpoint(path, device='cpu', fmt=CHECKPOINT_FORMAT, keys=CHECKPOINT_KEYS):
     """A file this project wrote, loaded with weights_only=True: one whose pickle would run code

@@ -223,6 +223,25 @@ def test_killed_save_leaves_previous_checkpoint(trained, tmp_path, monkeypatch):
     assert load(latest)['iter'] == 6
 
 
+def test_a_write_refused_inside_torch_save_is_a_user_error_and_keeps_previous(trained, tmp_path):
+    """A file-size limit makes the OS refuse a write in the middle of torch.save's stream (EFBIG,
+    as a full disk's ENOSPC), which torch reports as a RuntimeError."""
+    import resource
+    import signal
+    latest = tmp_path / 'latest.pt'
+    link(trained / 'model/latest.pt', latest)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # the write fails, no signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (10 ** 6, limits[1]))
+    try:
+        with pytest.raises(G.UserError, match=r'latest.pt \(File too large\); the previous file'):
+            G.save_checkpoint([str(latest)], {'junk': torch.zeros(10 ** 6)})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert load(latest)['iter'] == 6 and os.listdir(tmp_path) == ['latest.pt']
+
+
 def test_checkpoint_paths_after_the_first_are_links_or_copies(tmp_path, monkeypatch):
     paths = [str(tmp_path / 'model_000004.pt'), str(tmp_path / 'latest.pt')]
     G.atomic_write(paths, b'iteration 5')
@@ -624,8 +643,8 @@ def test_align_finds_the_face_and_its_points(toy, tmp_path, capsys, monkeypatch)
             (['--images', str(photos), '--out_dir', 'x'],
              'the model files of face-recognition-models', no_model_files)):
         with monkeypatch.context() as m:
-            m.setattr(own_photos, '_finder', None)
-            if patch:
+            if patch:                           # the loaded FaceFinder would hide the patch
+                m.setattr(own_photos, '_finder', None)
                 patch(m)
             with pytest.raises(SystemExit) as exit_:
                 align.cli(argv)
@@ -1308,10 +1327,17 @@ def bad(toy, trained, tmp_path_factory):
 
 
 def files_under(*folders):
-    """Every file below the folders, with its size and mtime: what a case must leave as it was."""
-    return sorted((os.path.join(d, n), os.stat(os.path.join(d, n)).st_size,
-                   os.stat(os.path.join(d, n)).st_mtime_ns)
-                  for folder in folders for d, _, names in os.walk(folder) for n in names)
+    """Every file below the folders, with its size and mtime: what a case must leave as it was.
+    (scandir: one stat a file, 4,000 files a call, 130 calls)"""
+    found = []
+    for folder in folders:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    found += files_under(e.path)
+                else:
+                    found.append((e.path, e.stat().st_size, e.stat().st_mtime_ns))
+    return sorted(found)
 
 
 USER_ERRORS = {     # a case: the broken inputs -> (genegan.py's argv, what its one line says)
