@@ -277,7 +277,11 @@ def test_demo_uses_the_checkpoint_config(toy, trained, tmp_path):
     path = str(tmp_path / 'half.pt')
     torch.save(ckpt, path)
     args = argparse.Namespace(ckpt=path, model_dir=None)
-    assert G.load_model(args, 'cpu')[2].splitter.num_ch == 256
+    rng = torch.get_rng_state()
+    model = G.load_model(args, 'cpu')[2]
+    assert torch.equal(torch.get_rng_state(), rng)      # restored, not drawn and overwritten
+    assert model.splitter.num_ch == 256
+    assert all(torch.equal(v, ckpt['model'][k]) for k, v in model.state_dict().items())
     face = G.aligned_path(toy, 0)
     assert G.main(['swap', '-i', face, '-t', face, '--ckpt', path, '--out_dir', str(tmp_path)]) == 0
 

@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from align import refuse
 from genegan import (Discriminator, Sampler, at_least, atomic_write, build_model, inference,
-                     load_cache, load_checkpoint, load_dataset, load_model, pick_device,
-                     require_same_config, save_checkpoint, to_device)
+                     initialize, load_cache, load_checkpoint, load_dataset, load_model,
+                     pick_device, require_same_config, save_checkpoint, to_device)
 
 CLASSIFIER_FORMAT = 'genegan-pytorch-classifier/1'
 CLASSIFIER_BATCH, CLASSIFIER_LR = 32, 2e-4   # Adam on the logistic loss
@@ -52,6 +52,7 @@ def classifier(data_dir, attribute, images, rows_A, rows_B, fingerprint, steps, 
             clf.load_state_dict(saved['model'])
             return clf.eval()
     torch.manual_seed(0)
+    initialize(clf)
     opt = torch.optim.Adam(clf.parameters(), lr=CLASSIFIER_LR)
     half = CLASSIFIER_BATCH // 2
     samplers = [Sampler(images, rows_A, half, 0, device), Sampler(images, rows_B, half, 1, device)]
