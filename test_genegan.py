@@ -2,6 +2,7 @@
 every error a user can cause. The parity tests against the official numbers: test_parity.py."""
 import argparse
 import json
+import multiprocessing.forkserver
 import os
 import shutil
 import sys
@@ -31,7 +32,19 @@ NO_BURST = ('--d_burst', '1')     # for a run whose burst at iteration 0 is not 
 
 
 @pytest.fixture(scope='session')
-def toy(tmp_path_factory):
+def forkserver():
+    """The server the SIGKILL test's children are forked from (not from this process: a fork
+    after OpenMP has run hangs). It imports torch, this file, torch._dynamo (the optimizers') and
+    tensorboard (the metrics log's) once, 3.4 s; started with the toy set, those imports run
+    beside the first tests instead of in the SIGKILL test."""
+    ctx = multiprocessing.get_context('forkserver')
+    ctx.set_forkserver_preload(['test_genegan', 'torch._dynamo', 'torch.utils.tensorboard'])
+    multiprocessing.forkserver.ensure_running()
+    return ctx
+
+
+@pytest.fixture(scope='session')
+def toy(tmp_path_factory, forkserver):
     """A toy CelebA (faces drawn with OpenCV), aligned by align.py, with its 64x64 cache."""
     data_dir = str(tmp_path_factory.mktemp('toy'))
     assert G.main(['toy', '--out', data_dir, '--num', str(TOY_FACES), '--seed', '1']) == 0
@@ -208,7 +221,7 @@ def test_partition_train_never_samples_held_out_rows_and_runs_without_tensorboar
 
 def test_killed_save_leaves_previous_checkpoint(trained, tmp_path, monkeypatch):
     latest = tmp_path / 'latest.pt'
-    shutil.copy(trained / 'model/latest.pt', latest)
+    link(trained / 'model/latest.pt', latest)
     before = latest.read_bytes()
 
     class Killed(BaseException):
@@ -273,7 +286,7 @@ def test_demo_commands_write_official_sizes(toy, trained, tmp_path):
 def test_demo_uses_the_checkpoint_config(toy, trained, tmp_path):
     ckpt = load(trained / 'model/latest.pt')
     ckpt['config']['second_ratio'] = 0.5
-    ckpt['model'] = G.GeneGAN(0.5).state_dict()
+    ckpt.update(model=G.GeneGAN(0.5).state_dict(), g_opt={}, d_opt={})    # demos read the model
     path = str(tmp_path / 'half.pt')
     torch.save(ckpt, path)
     args = argparse.Namespace(ckpt=path, model_dir=None)
@@ -325,7 +338,7 @@ def test_128_trains_resumes_exactly_and_serves_demos_and_eval(toy, trained, tmp_
     assert clf['model']['conv5.W'].shape == (512, 512, 4, 4)
     old = load(trained / 'model/latest.pt')     # written before 128 and --bf16: 64, float32
     del old['config']['img_size'], old['config']['bf16']
-    torch.save(old, tmp_path / 'old.pt')
+    torch.save(dict(old, g_opt={}, d_opt={}), tmp_path / 'old.pt')      # load_model reads no opt
     args = argparse.Namespace(ckpt=str(tmp_path / 'old.pt'), model_dir=None)
     path, ckpt, model = G.load_model(args, 'cpu')
     assert model.img_size == 64 and ckpt['config']['bf16'] is False
@@ -915,14 +928,9 @@ def killed_main(moment, n, argv):
     raise SystemExit(G.main(argv))
 
 
-def run_killed(moment, n, argv):
-    """The exit code of killed_main, run as a child of a forkserver that has imported torch
-    (not of this process: a fork after OpenMP has run hangs), saving each child the import."""
-    import multiprocessing
-    ctx = multiprocessing.get_context('forkserver')
-    # optimizers import torch._dynamo, the metrics log tensorboard: 1.5 s a child without
-    ctx.set_forkserver_preload(['test_genegan', 'torch._dynamo', 'torch.utils.tensorboard'])
-    proc = ctx.Process(target=killed_main, args=(moment, n, argv))
+def run_killed(forkserver, moment, n, argv):
+    """The exit code of killed_main, run as a child of the forkserver."""
+    proc = forkserver.Process(target=killed_main, args=(moment, n, argv))
     proc.start()
     proc.join()
     return proc.exitcode
@@ -942,13 +950,14 @@ def run_python(*argv):
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(toy, tmp_path, trained):
+def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(toy, tmp_path, trained,
+                                                                         forkserver):
     """A run stopped at 3 iterations, then SIGKILLed at chosen moments while resumed, ends equal to
     the uninterrupted 6 iterations."""
     data = copy_toy(toy, tmp_path / 'data')     # no cache yet: the first kill is in its build
     exp = tmp_path / 'killed'
     latest = exp / 'model' / 'latest.pt'
-    assert run_killed('cache_build', 50, train_args(data, exp, 6, *EXACT)) == -9
+    assert run_killed(forkserver, 'cache_build', 50, train_args(data, exp, 6, *EXACT)) == -9
     assert not latest.exists()
     # A run stopped after 3 iterations is the uninterrupted run's state then: its saves of
     # iteration 0 and 2 (model_000002.pt is also latest.pt) and its metrics (resume drops later
@@ -964,7 +973,8 @@ def test_sigkill_at_chosen_moments_then_resume_matches_uninterrupted_run(toy, tm
     # written, not yet renamed)
     for moment, n, saved in (('critic_burst', 2, 3), ('between_iterations', 1, 5),
                              ('checkpoint_write', 1, 5)):
-        assert run_killed(moment, n, train_args(data, exp, 6, *EXACT, '--resume')) == -9, moment
+        argv = train_args(data, exp, 6, *EXACT, '--resume')
+        assert run_killed(forkserver, moment, n, argv) == -9, moment
         assert load(latest)['iter'] == saved, moment
         if moment == 'between_iterations':      # iteration 4's save wrote both its files
             assert load(exp / 'model' / 'model_000004.pt')['iter'] == 5
