@@ -766,10 +766,10 @@ def test_edit_writes_the_photo_with_only_the_face_changed(toy, trained, tmp_path
     changed = np.abs(align.cv2.imread(str(tmp_path / 'add.png')).astype(int) - original).max(2)
     assert changed[~outside].max() > 5 and changed[~outside].mean() > 0.5
     # strength 0: joiner(A, 0 * x) is --remove's output, pasted the same way
-    remove = edit.paste(original, mat23, align.align_face_5p(original, lm.ravel()),
-                        *edit.edit_face(G.load_model(argparse.Namespace(
-                            ckpt=str(trained / 'model/latest.pt'), model_dir=None), 'cpu')[2],
-                            align.align_face_5p(original, lm.ravel())[..., ::-1], None, 1))[0]
+    args = argparse.Namespace(ckpt=str(trained / 'model/latest.pt'), model_dir=None)
+    face = align.align_face_5p(original, lm.ravel())
+    removed = edit.edit_face(G.load_model(args, 'cpu')[2], face[..., ::-1], None, 1)
+    remove = edit.paste(original, mat23, face, *removed)[0]
     assert np.array_equal(align.cv2.imread(str(tmp_path / 'none.png')), remove)
     preview = align.cv2.imread(str(tmp_path / 'new' / 'p.png'))
     width = 2 * round(original.shape[1] * 512 / original.shape[0])
